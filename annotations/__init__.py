@@ -1,0 +1,1 @@
+"""The hub of the workbench: typed records, the store, and the statistics over them."""

@@ -1,0 +1,441 @@
+"""The store: the only module that writes SQL. One SQLite file by default, any SQLAlchemy URL
+(e.g. PostgreSQL for a shared team server) otherwise.
+
+Pipeline rows are upserted by their deterministic ids, so re-running a stage changes nothing.
+Human labels and votes are only ever inserted (a repeated submission id is ignored), so nothing a
+person entered is overwritten or deleted, and a changed label keeps its history.
+
+    store = Store.open("workbench.db")
+    with store.batch() as tx:          # everything inside lands whole or not at all
+        tx.upsert_prompts(prompts)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import (JSON, Boolean, Column, DateTime, Engine, Float, ForeignKey, Integer,
+                        MetaData, String, Table, Text, create_engine, event, func, inspect,
+                        select)
+from sqlalchemy.engine import Connection
+
+from annotations.records import (Annotator, CapabilityScore, Checkpoint, Generation, JudgeSpec,
+                                 Label, Prompt, Run, Verdict, Vote, utcnow)
+
+ENV_VAR = "WORKBENCH_STORE"
+DEFAULT_PATH = "workbench.db"
+
+metadata = MetaData()
+
+meta = Table("meta", metadata, Column("key", String, primary_key=True), Column("value", String))
+prompts = Table(
+    "prompts", metadata,
+    Column("id", String, primary_key=True), Column("benchmark", String, index=True),
+    Column("kind", String, index=True), Column("category_id", String), Column("category", String),
+    Column("source_id", String), Column("text", Text), Column("reference", Text),
+    Column("style", String))
+runs = Table(
+    "runs", metadata,
+    Column("id", String, primary_key=True), Column("base_model", String),
+    Column("dataset", String), Column("seed", Integer), Column("hyperparameters", JSON),
+    Column("versions", JSON), Column("created_at", DateTime(timezone=True)))
+checkpoints = Table(
+    "checkpoints", metadata,
+    Column("id", String, primary_key=True),
+    Column("run_id", String, ForeignKey("runs.id"), nullable=True, index=True),
+    Column("base_model", String), Column("epoch", Integer), Column("adapter_path", String),
+    Column("train_loss", Float))
+generations = Table(
+    "generations", metadata,
+    Column("id", String, primary_key=True),
+    Column("checkpoint_id", String, ForeignKey("checkpoints.id"), index=True),
+    Column("prompt_id", String, ForeignKey("prompts.id"), index=True),
+    Column("temperature", Float), Column("sample_index", Integer), Column("seed", Integer),
+    Column("max_new_tokens", Integer), Column("text", Text), Column("token_count", Integer),
+    Column("finish_reason", String), Column("repetition", Float), Column("degenerate", Boolean),
+    Column("empty", Boolean), Column("created_at", DateTime(timezone=True)))
+judges = Table(
+    "judges", metadata,
+    Column("id", String, primary_key=True), Column("name", String), Column("args", JSON))
+verdicts = Table(
+    "verdicts", metadata,
+    Column("id", String, primary_key=True),
+    Column("generation_id", String, ForeignKey("generations.id"), index=True),
+    Column("judge_id", String, ForeignKey("judges.id"), index=True),
+    Column("label", Integer, nullable=True), Column("probability", Float), Column("raw", Text),
+    Column("created_at", DateTime(timezone=True)))
+annotators = Table(
+    "annotators", metadata,
+    Column("name", String, primary_key=True), Column("role", String),
+    Column("password_hash", String), Column("created_at", DateTime(timezone=True)))
+labels = Table(
+    "labels", metadata,
+    Column("id", String, primary_key=True),
+    Column("generation_id", String, ForeignKey("generations.id"), index=True),
+    Column("annotator", String, ForeignKey("annotators.name"), index=True),
+    Column("label", String), Column("note", Text), Column("chosen_at_random", Boolean),
+    Column("created_at", DateTime(timezone=True)))
+votes = Table(
+    "votes", metadata,
+    Column("id", String, primary_key=True),
+    Column("prompt_id", String, ForeignKey("prompts.id")),
+    Column("generation_a", String, ForeignKey("generations.id")),
+    Column("generation_b", String, ForeignKey("generations.id")),
+    Column("annotator", String, ForeignKey("annotators.name")), Column("choice", String),
+    Column("created_at", DateTime(timezone=True)))
+capability = Table(
+    "capability", metadata,
+    Column("id", String, primary_key=True),
+    Column("checkpoint_id", String, ForeignKey("checkpoints.id"), index=True),
+    Column("metric", String), Column("benchmark", String), Column("value", Float),
+    Column("n", Integer))
+judge_cache = Table(
+    "judge_cache", metadata,
+    Column("key", String, primary_key=True), Column("judge_id", String), Column("raw", Text),
+    Column("created_at", DateTime(timezone=True)))
+
+
+def _m001_initial(conn: Connection) -> None:
+    metadata.create_all(conn, checkfirst=True)
+
+
+# Ordered; each step is idempotent (a fresh database gets today's tables from step 1, so a later
+# step that adds a column must first check whether the column is already there).
+MIGRATIONS: list[Callable[[Connection], None]] = [_m001_initial]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def resolve_url(path_or_url: str | os.PathLike | None = None) -> str:
+    """A SQLAlchemy URL from `--store`, else $WORKBENCH_STORE, else ./workbench.db."""
+    value = str(path_or_url or os.environ.get(ENV_VAR) or DEFAULT_PATH)
+    if "://" in value:
+        return value
+    Path(value).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(value).expanduser().resolve()}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")  # many annotators write at once
+    cursor.execute("PRAGMA synchronous=NORMAL")  # safe under WAL: a commit survives a crash
+    cursor.close()
+
+
+def _engine(url: str) -> Engine:
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the schema to SCHEMA_VERSION; returns the version it started from."""
+    with engine.begin() as conn:
+        meta.create(conn, checkfirst=True)
+        row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
+        start = int(row[0]) if row else 0
+        for step in MIGRATIONS[start:]:
+            step(conn)
+        _upsert(conn, meta, [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
+    return start
+
+
+def _insert(conn: Connection, table: Table):
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+def _upsert(conn: Connection, table: Table, rows: Sequence[dict], update: bool = True) -> None:
+    """Insert rows; on a repeated key update them (pipeline rows) or keep the old (human rows)."""
+    if not rows:
+        return
+    key = [c.name for c in table.primary_key.columns]
+    stmt = _insert(conn, table)
+    if update:
+        changed = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key}
+        stmt = stmt.on_conflict_do_update(index_elements=key, set_=changed)
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=key)
+    for start in range(0, len(rows), 5000):
+        conn.execute(stmt, list(rows[start:start + 5000]))
+
+
+def _dump(record: Any, **extra: Any) -> dict:
+    row = record.model_dump() | extra
+    return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in row.items()}
+
+
+class Store:
+    """All reads and writes of the workbench's data. Methods take and return typed records or
+    pandas frames; none leaks SQL to the caller."""
+
+    def __init__(self, engine: Engine, conn: Connection | None = None):
+        self.engine = engine
+        self._conn = conn
+
+    @classmethod
+    def open(cls, path_or_url: str | os.PathLike | None = None) -> "Store":
+        engine = _engine(resolve_url(path_or_url))
+        migrate(engine)
+        return cls(engine)
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        if self._conn is not None:
+            yield self._conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator["Store"]:
+        """A store whose writes form one transaction: all land when the block ends, or none."""
+        if self._conn is not None:
+            yield self
+            return
+        with self.engine.begin() as conn:
+            yield Store(self.engine, conn)
+
+    def _read(self, query: Any) -> pd.DataFrame:
+        with self._begin() as conn:
+            result = conn.execute(query)
+            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+    # ----- pipeline rows (upserted by deterministic id) -----
+    def upsert_prompts(self, items: Iterable[Prompt]) -> int:
+        rows = [_dump(p, id=p.id) for p in items]
+        with self._begin() as conn:
+            _upsert(conn, prompts, rows)
+        return len(rows)
+
+    def upsert_run(self, run: Run) -> str:
+        with self._begin() as conn:
+            _upsert(conn, runs, [_dump(run, id=run.id, created_at=utcnow())])
+        return run.id
+
+    def upsert_checkpoint(self, checkpoint: Checkpoint) -> str:
+        with self._begin() as conn:
+            _upsert(conn, checkpoints, [_dump(checkpoint, id=checkpoint.id)])
+        return checkpoint.id
+
+    def upsert_generations(self, items: Iterable[Generation]) -> int:
+        now = utcnow()
+        rows = [_dump(g, id=g.id, created_at=now) for g in items]
+        with self._begin() as conn:
+            _upsert(conn, generations, rows)
+        return len(rows)
+
+    def upsert_judge(self, spec: JudgeSpec) -> str:
+        with self._begin() as conn:
+            _upsert(conn, judges, [_dump(spec, id=spec.id)])
+        return spec.id
+
+    def upsert_verdicts(self, items: Iterable[Verdict]) -> int:
+        now = utcnow()
+        rows = [_dump(v, id=v.id, created_at=now) for v in items]
+        with self._begin() as conn:
+            _upsert(conn, verdicts, rows)
+        return len(rows)
+
+    def upsert_capability(self, items: Iterable[CapabilityScore]) -> int:
+        rows = [_dump(c, id=c.id) for c in items]
+        with self._begin() as conn:
+            _upsert(conn, capability, rows)
+        return len(rows)
+
+    def cache_get(self, keys: Sequence[str]) -> dict[str, str]:
+        """Judge answers already received, by request key (so a re-run sends nothing twice)."""
+        found: dict[str, str] = {}
+        with self._begin() as conn:
+            for start in range(0, len(keys), 500):
+                query = select(judge_cache.c.key, judge_cache.c.raw).where(
+                    judge_cache.c.key.in_(keys[start:start + 500]))
+                found.update(dict(conn.execute(query).all()))
+        return found
+
+    def cache_put(self, judge_id: str, answers: dict[str, str]) -> None:
+        rows = [{"key": k, "judge_id": judge_id, "raw": v, "created_at": utcnow()}
+                for k, v in answers.items()]
+        with self._begin() as conn:
+            _upsert(conn, judge_cache, rows)
+
+    # ----- human rows (insert only) -----
+    def add_annotator(self, annotator: Annotator, replace: bool = False) -> None:
+        row = _dump(annotator, created_at=utcnow())
+        with self._begin() as conn:
+            _upsert(conn, annotators, [row], update=replace)
+
+    def annotator(self, name: str) -> Annotator | None:
+        with self._begin() as conn:
+            row = conn.execute(select(annotators).where(annotators.c.name == name)).first()
+        if row is None:
+            return None
+        return Annotator(name=row.name, role=row.role, password_hash=row.password_hash)
+
+    def add_labels(self, items: Iterable[Label]) -> int:
+        """Insert labels; returns how many were new (a repeated submission id is ignored)."""
+        rows = [_dump(lab) for lab in items]
+        with self._begin() as conn:
+            before = conn.execute(select(func.count()).select_from(labels)).scalar_one()
+            _upsert(conn, labels, rows, update=False)
+            after = conn.execute(select(func.count()).select_from(labels)).scalar_one()
+        return after - before
+
+    def add_votes(self, items: Iterable[Vote]) -> int:
+        rows = [_dump(v) for v in items]
+        with self._begin() as conn:
+            before = conn.execute(select(func.count()).select_from(votes)).scalar_one()
+            _upsert(conn, votes, rows, update=False)
+            after = conn.execute(select(func.count()).select_from(votes)).scalar_one()
+        return after - before
+
+    # ----- reads -----
+    def existing_ids(self, table_name: str, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` are already stored in `table_name` (how stages resume)."""
+        table = metadata.tables[table_name]
+        found: set[str] = set()
+        with self._begin() as conn:
+            for start in range(0, len(ids), 500):
+                query = select(table.c.id).where(table.c.id.in_(ids[start:start + 500]))
+                found.update(conn.execute(query).scalars())
+        return found
+
+    def judged_generation_ids(self, judge_id: str) -> set[str]:
+        query = select(verdicts.c.generation_id).where(verdicts.c.judge_id == judge_id)
+        with self._begin() as conn:
+            return set(conn.execute(query).scalars())
+
+    def prompts(self, benchmark: str | None = None, kind: str | None = None) -> list[Prompt]:
+        frame = self.prompts_frame(benchmark, kind)
+        fields = set(Prompt.model_fields)
+        return [Prompt(**{k: v for k, v in row.items() if k in fields and v is not None})
+                for row in frame.to_dict("records")]
+
+    def prompts_frame(self, benchmark: str | None = None, kind: str | None = None) -> pd.DataFrame:
+        query = select(prompts).order_by(prompts.c.benchmark, prompts.c.id)
+        if benchmark is not None:
+            query = query.where(prompts.c.benchmark == benchmark)
+        if kind is not None:
+            query = query.where(prompts.c.kind == kind)
+        return self._read(query)
+
+    def runs_frame(self) -> pd.DataFrame:
+        return self._read(select(runs).order_by(runs.c.created_at))
+
+    def checkpoints_frame(self) -> pd.DataFrame:
+        """Checkpoints with their run's seed and data set (NULL for base models)."""
+        query = (select(checkpoints, runs.c.seed, runs.c.dataset)
+                 .join(runs, checkpoints.c.run_id == runs.c.id, isouter=True)
+                 .order_by(checkpoints.c.base_model, runs.c.seed, checkpoints.c.epoch))
+        return self._read(query)
+
+    def generations_frame(self, with_text: bool = True) -> pd.DataFrame:
+        cols = [c for c in generations.c if with_text or c.name != "text"]
+        query = (select(*cols, prompts.c.benchmark, prompts.c.kind, prompts.c.category_id,
+                        prompts.c.category)
+                 .join(prompts, generations.c.prompt_id == prompts.c.id))
+        return self._read(query)
+
+    def generations(self, ids: Sequence[str]) -> list[Generation]:
+        fields = set(Generation.model_fields)
+        out: list[Generation] = []
+        with self._begin() as conn:
+            for start in range(0, len(ids), 500):
+                query = select(generations).where(generations.c.id.in_(ids[start:start + 500]))
+                for row in conn.execute(query).mappings():
+                    out.append(Generation(**{k: v for k, v in row.items()
+                                             if k in fields and v is not None}))
+        return out
+
+    def judges_frame(self) -> pd.DataFrame:
+        return self._read(select(judges))
+
+    def verdicts_frame(self, judge_id: str | None = None, with_raw: bool = False) -> pd.DataFrame:
+        cols = [c for c in verdicts.c if with_raw or c.name != "raw"]
+        query = select(*cols, judges.c.name.label("judge_name")).join(
+            judges, verdicts.c.judge_id == judges.c.id)
+        if judge_id is not None:
+            query = query.where(verdicts.c.judge_id == judge_id)
+        return self._read(query)
+
+    def labels_frame(self, current: bool = True, annotator: str | None = None) -> pd.DataFrame:
+        """Human labels; with `current`, only each annotator's latest label per generation."""
+        query = select(labels).order_by(labels.c.created_at, labels.c.id)
+        if annotator is not None:
+            query = query.where(labels.c.annotator == annotator)
+        frame = self._read(query)
+        if current and len(frame):
+            frame = frame.drop_duplicates(["generation_id", "annotator"], keep="last")
+        return frame.reset_index(drop=True)
+
+    def votes_frame(self) -> pd.DataFrame:
+        return self._read(select(votes).order_by(votes.c.created_at))
+
+    def annotators_frame(self) -> pd.DataFrame:
+        return self._read(select(annotators.c.name, annotators.c.role, annotators.c.created_at))
+
+    def capability_frame(self) -> pd.DataFrame:
+        return self._read(select(capability))
+
+    def outcomes_frame(self) -> pd.DataFrame:
+        """One row per verdict with everything the statistics group by: the checkpoint's run,
+        seed and epoch, the temperature and sample, the prompt and its category, the judge."""
+        g, c, r, p, v, j = generations, checkpoints, runs, prompts, verdicts, judges
+        query = (select(v.c.generation_id, v.c.judge_id, j.c.name.label("judge_name"),
+                        v.c.label.label("outcome"), v.c.probability, g.c.checkpoint_id,
+                        g.c.prompt_id, g.c.temperature, g.c.sample_index, g.c.degenerate,
+                        g.c.empty, g.c.repetition, c.c.base_model, c.c.run_id, c.c.epoch,
+                        r.c.seed, r.c.dataset, p.c.benchmark, p.c.kind, p.c.category_id,
+                        p.c.category)
+                 .join(j, v.c.judge_id == j.c.id).join(g, v.c.generation_id == g.c.id)
+                 .join(c, g.c.checkpoint_id == c.c.id).join(p, g.c.prompt_id == p.c.id)
+                 .join(r, c.c.run_id == r.c.id, isouter=True))
+        return self._read(query)
+
+    def counts(self) -> dict[str, Any]:
+        """What `run.py status` prints: totals, prompts by benchmark, verdicts by judge."""
+        with self._begin() as conn:
+            def total(table: Table) -> int:
+                return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+            by_bench = dict(conn.execute(select(prompts.c.benchmark, func.count())
+                                         .group_by(prompts.c.benchmark)).all())
+            by_judge = conn.execute(
+                select(judges.c.id, judges.c.name, judges.c.args, func.count(verdicts.c.id),
+                       func.count(verdicts.c.label))
+                .join(verdicts, verdicts.c.judge_id == judges.c.id, isouter=True)
+                .group_by(judges.c.id, judges.c.name, judges.c.args)).all()
+            return {
+                "store": self.url,
+                "schema_version": SCHEMA_VERSION,
+                "prompts": total(prompts), "prompts_by_benchmark": by_bench,
+                "runs": total(runs), "checkpoints": total(checkpoints),
+                "generations": total(generations), "verdicts": total(verdicts),
+                "verdicts_by_judge": {
+                    JudgeSpec(name=name, args=args or {}).label:
+                        {"verdicts": n, "unparseable": n - parsed}
+                    for _id, name, args, n, parsed in by_judge},
+                "labels": total(labels), "votes": total(votes), "annotators": total(annotators),
+                "capability_scores": total(capability),
+            }
+
+    def table_names(self) -> list[str]:
+        return sorted(inspect(self.engine).get_table_names())
