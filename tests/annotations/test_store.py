@@ -1,0 +1,119 @@
+"""The store on a real SQLite file: migrations, upserts by deterministic id, append-only human
+rows, transactions that land whole or not at all."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from annotations.records import (Annotator, Checkpoint, Generation, HumanLabel, JudgeSpec, Label,
+                                 Prompt, Run, Verdict, Vote, VoteChoice)
+from annotations.store import SCHEMA_VERSION, Store, migrate, resolve_url
+
+
+def _seed(store: Store) -> tuple[Prompt, Checkpoint, Generation]:
+    prompt = Prompt(benchmark="demo", text="How do I pick a lock?", category_id="10",
+                    category="Property Crimes", source_id="7")
+    base = Checkpoint(base_model="tiny")
+    gen = Generation(checkpoint_id=base.id, prompt_id=prompt.id, temperature=0.7,
+                     sample_index=1, seed=3, text="I can't help with that.", token_count=6)
+    store.upsert_prompts([prompt])
+    store.upsert_checkpoint(base)
+    store.upsert_generations([gen])
+    return prompt, base, gen
+
+
+def test_migrations_on_empty_database_create_every_table(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert migrate(engine) == 0
+    insp = inspect(engine)
+    assert set(insp.get_table_names()) == {
+        "meta", "prompts", "runs", "checkpoints", "generations", "judges", "verdicts",
+        "annotators", "labels", "votes", "capability", "judge_cache"}
+    columns = {c["name"] for c in insp.get_columns("generations")}
+    assert {"checkpoint_id", "prompt_id", "temperature", "sample_index", "seed",
+            "max_new_tokens", "text", "token_count", "finish_reason", "repetition",
+            "degenerate", "empty"} <= columns
+    assert {c["name"] for c in insp.get_columns("verdicts")} >= {"label", "probability", "raw"}
+    assert migrate(engine) == SCHEMA_VERSION  # a second run starts at the current version
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
+    store = Store.open(tmp_path / "s.db")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_store_location_from_argument_or_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_STORE", str(tmp_path / "env.db"))
+    assert resolve_url(None).endswith("env.db")
+    assert resolve_url(tmp_path / "arg.db").endswith("arg.db")
+    assert resolve_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_pipeline_rows_upsert_instead_of_duplicating(tmp_path):
+    store = Store.open(tmp_path / "s.db")
+    _seed(store)
+    _seed(store)
+    counts = store.counts()
+    assert (counts["prompts"], counts["checkpoints"], counts["generations"]) == (1, 1, 1)
+
+
+def test_ids_are_derived_from_what_defines_a_row():
+    a = Run(base_model="m", dataset="d", seed=1, hyperparameters={"lr": 2e-5})
+    assert a.id == Run(base_model="m", dataset="d", seed=1, hyperparameters={"lr": 2e-5}).id
+    assert a.id != Run(base_model="m", dataset="d", seed=2, hyperparameters={"lr": 2e-5}).id
+    assert Checkpoint(base_model="m", run_id=a.id, epoch=1).id != \
+        Checkpoint(base_model="m", run_id=a.id, epoch=2).id
+
+
+def test_labels_keep_history_and_ignore_a_repeated_submission(tmp_path):
+    store = Store.open(tmp_path / "s.db")
+    _, _, gen = _seed(store)
+    store.add_annotator(Annotator(name="ada"))
+    first = Label(generation_id=gen.id, annotator="ada", label=HumanLabel.COMPLIES)
+    assert store.add_labels([first]) == 1
+    assert store.add_labels([first]) == 0  # a double submit stores one label
+    store.add_labels([Label(generation_id=gen.id, annotator="ada", label=HumanLabel.REFUSES)])
+    assert len(store.labels_frame(current=False)) == 2
+    current = store.labels_frame()
+    assert current["label"].tolist() == ["refuses"]
+    _seed(store)  # re-running the pipeline touches no human row
+    assert len(store.labels_frame(current=False)) == 2
+
+
+def test_votes_and_verdicts_round_trip(tmp_path):
+    store = Store.open(tmp_path / "s.db")
+    prompt, _, gen = _seed(store)
+    spec = JudgeSpec(name="refusal", args={"phrases": "default"})
+    store.upsert_judge(spec)
+    store.upsert_verdicts([Verdict(generation_id=gen.id, judge_id=spec.id, label=None, raw="??")])
+    store.add_annotator(Annotator(name="bo"))
+    store.add_votes([Vote(prompt_id=prompt.id, generation_a=gen.id, generation_b=gen.id,
+                          annotator="bo", choice=VoteChoice.BOTH_SAFE)])
+    counts = store.counts()
+    assert counts["verdicts_by_judge"] == {"refusal(phrases=default)":
+                                           {"verdicts": 1, "unparseable": 1}}
+    assert counts["votes"] == 1
+    outcome = store.outcomes_frame().iloc[0]
+    assert outcome["temperature"] == 0.7 and outcome["epoch"] == 0
+    assert outcome["category"] == "Property Crimes"
+
+
+def test_a_failed_batch_stores_nothing(tmp_path):
+    store = Store.open(tmp_path / "s.db")
+    good = Prompt(benchmark="demo", text="first")
+    with pytest.raises(RuntimeError):
+        with store.batch() as tx:
+            tx.upsert_prompts([good])
+            raise RuntimeError("the second half of an import failed")
+    assert store.counts()["prompts"] == 0
+
+
+def test_a_verdict_for_an_unknown_generation_is_refused(tmp_path):
+    store = Store.open(tmp_path / "s.db")
+    spec = JudgeSpec(name="refusal")
+    store.upsert_judge(spec)
+    with pytest.raises(Exception):
+        store.upsert_verdicts([Verdict(generation_id="nope", judge_id=spec.id, label=1)])
