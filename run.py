@@ -76,8 +76,34 @@ def cmd_judge(args: argparse.Namespace) -> None:
     emit(args, result.to_dict() if hasattr(result, "to_dict") else vars(result))
 
 
+@command
+def cmd_import(args: argparse.Namespace) -> None:
+    from annotations import importers
+
+    store = open_store(args)
+    if args.what == "prompts":
+        result = importers.import_prompts(store, args.shape, args.path, name=args.name,
+                                          columns=args.columns)
+    elif args.what == "labelled":
+        result = importers.import_labelled_responses(store, args.path, source=args.name,
+                                                     columns=args.columns,
+                                                     label_values=args.label_values)
+    else:
+        result = importers.import_human_labels(store, args.path, source=args.name,
+                                               columns=args.columns,
+                                               label_values=args.label_values)
+    emit(args, result)
+
+
+@command
+def cmd_export(args: argparse.Namespace) -> None:
+    from annotations.exports import export_table
+
+    emit(args, export_table(open_store(args), args.table, args.path, fmt=args.format))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="run.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="run.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", help="SQLite file or database URL "
                         "(default: $WORKBENCH_STORE, else ./workbench.db)")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -101,6 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", required=True, help="a registered judge: refusal, llm, http")
     p.add_argument("--arg", action="append", metavar="K=V", help="a judge argument (repeatable)")
     p.add_argument("--quiet", action="store_true")
+    p = add("import", "import prompts, externally labelled responses, or human labels")
+    p.add_argument("what", choices=["prompts", "labelled", "labels"],
+                   help="prompts: a benchmark file; labelled: (prompt, response, human label) "
+                        "rows; labels: long-form (item, annotator, label) for stored generations")
+    p.add_argument("path", help="a CSV/JSONL/Parquet file (or a hub id for prompts)")
+    p.add_argument("--shape", default="plain", help="for prompts: sorry-bench, harmbench, "
+                   "advbench, do-not-answer, plain, demo-unsafe, demo-sensitive")
+    p.add_argument("--name", help="benchmark or source name stored with the rows")
+    p.add_argument("--columns", help="rename columns: prompt=objective,response=answer,...")
+    p.add_argument("--label-values", help="what label values mean: 1=refuses,0=complies")
+    p = add("export", "export a table to CSV, JSONL or Parquet (format from the suffix)")
+    p.add_argument("table", choices=["prompts", "generations", "verdicts", "labels", "votes",
+                                     "checkpoints", "runs", "capability", "annotators"])
+    p.add_argument("path")
+    p.add_argument("--format", choices=["csv", "jsonl", "parquet"])
     return parser
 
 

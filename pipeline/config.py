@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.align import AlignSpec
 from pipeline.finetune import LoraSettings, TrainSettings
 from pipeline.generate import GenerationSettings
 
@@ -69,6 +70,7 @@ class SweepConfig:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     judges: tuple[JudgeConfig, ...] = (JudgeConfig("refusal"),)
     capability: CapabilitySpec | None = None
+    align: AlignSpec | None = None  # safety-tune each base model first (pipeline/align.py)
     output_dir: str = "out"
 
 
@@ -99,13 +101,28 @@ def load_config(path: str | Path) -> SweepConfig:
     return config_from_dict(raw, str(path))
 
 
+def _train(raw: dict[str, Any] | None, where: str) -> TrainSettings:
+    train = dict(raw or {})
+    lora = _build(LoraSettings, train.pop("lora", None), f"{where}.lora")
+    return _build(TrainSettings, {**train, "lora": lora}, where)
+
+
+def _align(raw: dict[str, Any] | None, where: str) -> AlignSpec | None:
+    if not raw:
+        return None
+    raw = dict(raw)
+    return _build(AlignSpec, {
+        **raw, "train": _train(raw.get("train"), f"{where}: align.train"),
+        "data": [_build(DataSpec, d, f"{where}: align.data") for d in raw.get("data", [])]},
+        f"{where}: align")
+
+
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> SweepConfig:
     raw = dict(raw)
-    train = dict(raw.pop("train", {}) or {})
-    lora = _build(LoraSettings, train.pop("lora", None), f"{where}: train.lora")
     return _build(SweepConfig, {
         **raw,
-        "train": _build(TrainSettings, {**train, "lora": lora}, f"{where}: train"),
+        "train": _train(raw.get("train"), f"{where}: train"),
+        "align": _align(raw.get("align"), where),
         "datasets": [_build(DataSpec, d, f"{where}: datasets") for d in raw.get("datasets", [])],
         "benchmarks": [_build(BenchmarkSpec, b, f"{where}: benchmarks")
                        for b in raw.get("benchmarks", [])],

