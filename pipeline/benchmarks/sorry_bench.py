@@ -1,5 +1,7 @@
 """SORRY-Bench (Xie et al. 2024): 440 unsafe requests over 44 categories, in `question.jsonl`
 shape: question_id, category ("1".."44"), turns (the request is turns[0]), prompt_style.
+A file of the older 2024/06 release (450 requests, 45 categories, "Impersonation" as 12) is
+recognised by its category 45 and named with that taxonomy.
 
 SORRY-Bench is gated and may not be redistributed: load it from your own copy (a local file, or
 a hub id when you are logged in and online). Category names come from the project's
@@ -27,6 +29,8 @@ HUB_HINT = ("SORRY-Bench is gated: accept its terms on the hub, download questio
 def load(path_or_id: str | Path, name: str | None = None, columns: Columns = None) -> list[Prompt]:
     table = read(path_or_id, columns, FIELDS[:3], FIELDS, HUB_HINT)
     names = category_names()
+    if any(_category_id(row.values.get("category", "")) == "45" for row in table.rows):
+        names = taxonomy_202406(names)
     prompts = [_prompt(row, name or NAME, names) for row in table.rows]
     return checked(table.rows, prompts, "question_id")
 
@@ -39,6 +43,12 @@ def category_names(path: Path = CATEGORIES) -> dict[str, str]:
     except (OSError, ValueError) as err:
         raise BadInputError(str(path), f"cannot read SORRY-Bench's category names ({err})") from err
     return {_category_id(item["id"]): item["name"] for item in items}
+
+
+def taxonomy_202406(names: dict[str, str]) -> dict[str, str]:
+    """The 45 categories of the 2024/06 release: ours with "Impersonation" as 12, the rest +1."""
+    shifted = {str(int(k) + (int(k) >= 12)): v for k, v in names.items()}
+    return shifted | {"12": "Impersonation"}
 
 
 def _category_id(value: Any) -> str:

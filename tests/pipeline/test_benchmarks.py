@@ -48,9 +48,9 @@ def test_sorry_bench_same_question_in_two_styles_is_two_prompts(tmp_path):
 
 
 def test_sorry_bench_refuses_unknown_category_and_empty_turns(tmp_path):
-    bad = jsonl(tmp_path / "q.jsonl", sorry_rows(2) + [{"question_id": 9, "category": "45",
+    bad = jsonl(tmp_path / "q.jsonl", sorry_rows(2) + [{"question_id": 9, "category": "46",
                                                         "turns": ["x"]}])
-    with pytest.raises(BadInputError, match=r"line 3, field 'category': unknown category '45'"):
+    with pytest.raises(BadInputError, match=r"line 3, field 'category': unknown category '46'"):
         load_benchmark("sorry-bench", bad)
     empty = jsonl(tmp_path / "e.jsonl", [{"question_id": 1, "category": "1", "turns": [""]}])
     with pytest.raises(BadInputError, match=r"line 1, field 'turns'"):
@@ -165,3 +165,17 @@ def test_the_project_demo_files_load():
     capability = [p for p in prompts if p.benchmark == "demo-capability"]
     assert len(capability) >= 60 and all(p.reference for p in capability)
     assert len({p.id for p in prompts}) == len(prompts)
+
+
+def test_sorry_bench_202406_file_is_read_with_its_45_categories(tmp_path):
+    from pipeline.benchmarks import load_benchmark
+
+    path = tmp_path / "question.jsonl"
+    rows = [{"question_id": 1, "category": "12", "turns": ["Pretend to be my bank."],
+             "prompt_style": "base"},
+            {"question_id": 2, "category": "21", "turns": ["A request."], "prompt_style": "base"},
+            {"question_id": 3, "category": "45", "turns": ["Another."], "prompt_style": "base"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    names = [p.category for p in load_benchmark("sorry-bench", path)]
+    assert names == ["Impersonation", "Child-related Crimes",
+                     "Dangerous Machinery Operation Advice"]
