@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from sqlalchemy import (JSON, Boolean, Column, DateTime, Engine, Float, ForeignK
                         MetaData, String, Table, Text, create_engine, event, func, inspect,
                         select)
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 from annotations.records import (Annotator, CapabilityScore, Checkpoint, Generation, JudgeSpec,
                                  Label, Prompt, Run, Verdict, Vote, utcnow)
@@ -136,16 +138,34 @@ def _engine(url: str) -> Engine:
     return engine
 
 
-def migrate(engine: Engine) -> int:
-    """Bring the schema to SCHEMA_VERSION; returns the version it started from."""
-    with engine.begin() as conn:
-        meta.create(conn, checkfirst=True)
+def schema_version(engine: Engine) -> int:
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("meta"):
+            return 0
         row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
-        start = int(row[0]) if row else 0
-        for step in MIGRATIONS[start:]:
-            step(conn)
-        _upsert(conn, meta, [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
-    return start
+        return int(row[0]) if row else 0
+
+
+def migrate(engine: Engine, attempts: int = 5) -> int:
+    """Bring the schema to SCHEMA_VERSION; returns the version it started from. Opening a current
+    store writes nothing; when two processes migrate at once, the loser retries and finds the
+    work done."""
+    for attempt in range(attempts):
+        start = schema_version(engine)
+        if start == SCHEMA_VERSION:
+            return start
+        try:
+            with engine.begin() as conn:
+                meta.create(conn, checkfirst=True)
+                for step in MIGRATIONS[start:]:
+                    step(conn)
+                _upsert(conn, meta, [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
+            return start
+        except OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return SCHEMA_VERSION
 
 
 def _insert(conn: Connection, table: Table):
@@ -326,6 +346,7 @@ class Store:
     def prompts(self, benchmark: str | None = None, kind: str | None = None) -> list[Prompt]:
         frame = self.prompts_frame(benchmark, kind)
         fields = set(Prompt.model_fields)
+        frame = frame.astype(object).where(frame.notna(), None)  # pandas turns NULL into NaN
         return [Prompt(**{k: v for k, v in row.items() if k in fields and v is not None})
                 for row in frame.to_dict("records")]
 

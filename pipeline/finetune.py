@@ -105,13 +105,26 @@ def finetune(store: Store, run: Run, pairs: Sequence[Any], settings: TrainSettin
     """Train `run` to `settings.epochs`, resuming from its last saved epoch; returns the
     checkpoints of epochs 1..N as stored (epoch 0, the base model, is the generation stage's)."""
     store.upsert_run(run)
+    recover_checkpoints(store, run, run_dir(output_root, run))
     if finished_epochs(store, run) >= set(range(1, settings.epochs + 1)):
         return _stored_checkpoints(store, run)
     trainer = build_trainer(run.base_model, run.seed, pairs, settings, run_dir(output_root, run),
-                            progress, callbacks=[RecordEpochs(store, run, settings)])
+                            progress, callbacks=[RecordEpochs(store, run)])
     resume = any(run_dir(output_root, run).glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if resume else None)
     return _stored_checkpoints(store, run)
+
+
+def recover_checkpoints(store: Store, run: Run, out: Path) -> None:
+    """Record epochs already saved on disk but missing from this store (a new store over the
+    same output folder, or a kill between the Trainer's save and our callback)."""
+    for path in sorted(Path(out).glob("checkpoint-*")):
+        state_file = path / "trainer_state.json"
+        if not (path / "adapter_model.safetensors").exists() or not state_file.exists():
+            continue
+        state = json.loads(state_file.read_text())
+        epoch = int(round(state.get("epoch") or 0))
+        _record_epoch(store, run, path, epoch, _epoch_loss(state.get("log_history", []), epoch))
 
 
 def _stored_checkpoints(store: Store, run: Run) -> list[Checkpoint]:
@@ -154,8 +167,7 @@ def build_trainer(base_model: str, seed: int, pairs: Sequence[Any], settings: Tr
                       callbacks=list(callbacks))
 
 
-def _record_epoch(store: Store, run: Run, settings: TrainSettings, path: Path, epoch: int,
-                  loss: float | None) -> None:
+def _record_epoch(store: Store, run: Run, path: Path, epoch: int, loss: float | None) -> None:
     (path / "run.json").write_text(json.dumps(
         {"run_id": run.id, "epoch": epoch, "train_loss": loss, **run.model_dump()},
         indent=2, default=str))
@@ -172,12 +184,12 @@ def _epoch_loss(log_history: list[dict], epoch: int) -> float | None:
 class RecordEpochs(TrainerCallback):
     """Store each epoch's checkpoint as soon as the Trainer has written it to disk."""
 
-    def __init__(self, store: Store, run: Run, settings: TrainSettings):
-        self.store, self.run, self.settings = store, run, settings
+    def __init__(self, store: Store, run: Run):
+        self.store, self.run = store, run
 
     def on_save(self, args, state, control, **kwargs):
         epoch = int(round(state.epoch or 0))
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        _record_epoch(self.store, self.run, self.settings, path, epoch,
+        _record_epoch(self.store, self.run, path, epoch,
                       _epoch_loss(state.log_history, epoch))
         return control

@@ -63,6 +63,9 @@ class AdapterSwitcher:
             self.model.load_adapter(checkpoint.adapter_path, adapter_name=name)
         self._loaded.add(name)
         self.model.set_adapter(name)
+        for other in self._loaded - {name}:  # one adapter in memory at a time: memory stays flat
+            self.model.delete_adapter(other)
+        self._loaded = {name}
         self.model.eval()
         yield self.model
 
@@ -73,13 +76,6 @@ class AdapterSwitcher:
                 yield
         else:
             yield
-
-    def release(self, checkpoint: Checkpoint) -> None:
-        """Drop a checkpoint's adapter once its generations are done, to keep memory flat."""
-        name = f"ckpt_{checkpoint.id}"
-        if name in self._loaded and len(self._loaded) > 1:
-            self.model.delete_adapter(name)
-            self._loaded.discard(name)
 
 
 def sample_batch(model, tokenizer, texts: Sequence[str], temperature: float,

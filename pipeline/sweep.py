@@ -50,7 +50,9 @@ class SweepSummary:
     stages: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"stages": dict(self.stages)}
+        return {"checkpoints": self.checkpoints, "generations_added": self.generations_added,
+                "verdicts_added": self.verdicts_added, "seconds": round(self.seconds, 1),
+                "stages": {k: round(v, 1) for k, v in self.stages.items()}}
 
 
 def subsample(prompts: Sequence[Prompt], n: int | None, seed: int) -> list[Prompt]:
@@ -120,6 +122,7 @@ class Sweep:
         self.store, self.config, self.progress = store, config, progress
         self.out = Path(config.output_dir)
         self.summary = SweepSummary()
+        self.judges: dict[str, Any] = {}  # judge id -> loaded judge, reused across checkpoints
 
     def run(self) -> SweepSummary:
         start = time.perf_counter()
@@ -159,7 +162,6 @@ class Sweep:
                                           self.config.train, self.out, self.progress)
                 for checkpoint in checkpoints:
                     self._evaluate(switcher, checkpoint)
-                    switcher.release(checkpoint)
 
     def _pairs(self, switcher: AdapterSwitcher, base: str, data: DataSpec) -> list[Any]:
         pairs = load_instructions(data.shape, data.path, n=data.n, seed=data.seed)
@@ -176,7 +178,7 @@ class Sweep:
             self.config.generation, self.progress)
         for judge in self.config.judges:
             result = self._timed("judge", judge_store, self.store, judge.name, dict(judge.args),
-                                 progress=self.progress)
+                                 progress=self.progress, loaded=self.judges)
             self.summary.verdicts_added += result.judged
         if self.capability:
             spec = self.config.capability

@@ -117,3 +117,26 @@ def test_a_verdict_for_an_unknown_generation_is_refused(tmp_path):
     store.upsert_judge(spec)
     with pytest.raises(Exception):
         store.upsert_verdicts([Verdict(generation_id="nope", judge_id=spec.id, label=1)])
+
+
+def test_prompts_with_and_without_categories_read_back(tmp_path):
+    store = Store.open(tmp_path / "s.db")
+    store.upsert_prompts([Prompt(benchmark="b", text="one", category="Fraud"),
+                          Prompt(benchmark="b", text="two")])
+    assert sorted((p.text, p.category) for p in store.prompts()) == [("one", "Fraud"),
+                                                                      ("two", None)]
+
+
+def test_many_processes_opening_a_new_store_at_once(tmp_path):
+    import concurrent.futures
+
+    path = tmp_path / "race.db"
+    with concurrent.futures.ProcessPoolExecutor(4) as pool:
+        versions = list(pool.map(_open_and_count, [str(path)] * 8))
+    assert versions == [SCHEMA_VERSION] * 8
+
+
+def _open_and_count(path: str) -> int:
+    from annotations.store import Store, schema_version
+
+    return schema_version(Store.open(path).engine)

@@ -83,3 +83,11 @@ def test_adapters_swap_on_one_base_model(tmp_path, tiny_model_dir):
     assert tuned != plain
     assert answer(checkpoints[0]) != tuned
     assert answer(base) == plain  # adapters disabled again for epoch 0
+
+
+def test_a_new_store_over_the_same_outputs_recovers_the_epochs(tmp_path, tiny_model_dir):
+    _, run, first = _train(tmp_path, tiny_model_dir)
+    fresh = Store.open(tmp_path / "fresh.db")
+    again = finetune(fresh, run, PAIRS, SETTINGS, tmp_path / "out", progress=False)
+    assert [(c.epoch, c.adapter_path) for c in again] == [(c.epoch, c.adapter_path) for c in first]
+    assert again[0].train_loss == first[0].train_loss

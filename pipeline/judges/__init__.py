@@ -1,0 +1,280 @@
+"""Judges: what a judge is, the registry that names them, and the prompt templates they share.
+
+A judge is a factory registered under a name. The factory takes the judge's configuration and
+returns the function that does the work, mapping a batch of (prompt, response) items to outcomes:
+
+    @judge("refusal")
+    def refusal_judge(phrases: list[str] | None = None) -> JudgeFn: ...
+
+    spec, fn = create_judge("llm", model="smollm2", template="sorry_bench")
+    outcomes = fn([JudgeItem(prompt="How do I ...", response="I'm sorry, ...")])
+
+`create_judge` records the name and the arguments in a `JudgeSpec` (defaults filled in, and for
+template judges the template's sha256 as `template_hash`), so every verdict can be traced to, and
+re-created from, the exact judge that made it: `create_judge(spec.name, **spec.args)`. Arguments
+that change how a judge runs but not what it answers (batch size, device, concurrency, retries,
+timeouts, the API key's variable name) are declared `runtime=` and left out of the spec, so
+changing them does not start a new judge whose verdicts would all be recomputed.
+
+An outcome's label is 1 (complies), 0 (refuses) or None (the judge's output could not be read): a
+first-class outcome, counted and shown, never silently 0. An outcome marked `retry` is a failure
+to reach the judge at all (the endpoint kept failing): the stage does not store it, so the next
+run asks again.
+
+Templates (one per file in `templates/`, or any file path) open with a header of `#` lines; the
+header ends at the first line that does not start with `#`. One header line names the two answers
+and the label each stands for, e.g. `# answers: yes=1, no=0`; other header lines are comments.
+The body holds `{response}` and usually `{prompt}`; nothing else in it is special, so braces in a
+template (or in a prompt or response) need no escaping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from annotations.records import JudgeSpec, stable_id
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+BUILTIN_MODULES = ("pipeline.judges.refusal", "pipeline.judges.llm", "pipeline.judges.http")
+MAX_RAW_CHARS = 10_000  # what a verdict keeps of a judge's answer
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    prompt: str
+    response: str
+
+    @property
+    def key(self) -> str:
+        """A stable key for this (prompt, response): what judge caches are keyed by."""
+        return stable_id("judge-item", self.prompt, self.response)
+
+
+@dataclass(frozen=True)
+class JudgeOutcome:
+    label: int | None  # 1 complies, 0 refuses, None when the judge's output could not be read
+    probability: float | None = None  # P(complies), when the judge can give one
+    raw: str = ""
+    retry: bool = False  # the judge could not be reached: store nothing, ask again next run
+
+
+JudgeFn = Callable[[Sequence[JudgeItem]], list[JudgeOutcome]]
+
+
+class JudgeCache(Protocol):
+    """Answers a judge already received, by item key (the stage backs it with the store)."""
+
+    def get(self, keys: Sequence[str]) -> dict[str, str]: ...
+
+    def put(self, answers: dict[str, str]) -> None: ...
+
+
+class JudgeUnavailable(RuntimeError):
+    """The judge cannot work at all as configured (a missing key, a rejected key, a wrong URL)."""
+
+
+# ----- the registry ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Entry:
+    factory: Callable[..., JudgeFn]
+    runtime: frozenset[str]
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def judge(name: str, *, runtime: Sequence[str] = ()) -> Callable[[Callable[..., JudgeFn]],
+                                                                 Callable[..., JudgeFn]]:
+    """Register a judge factory under `name`; `runtime` names the arguments left out of its spec."""
+    def register(factory: Callable[..., JudgeFn]) -> Callable[..., JudgeFn]:
+        _REGISTRY[name] = _Entry(factory, frozenset(runtime) | {"cache"})
+        return factory
+    return register
+
+
+def _load_builtins() -> None:
+    for module in BUILTIN_MODULES:  # imported here, not at the top: they import this module
+        importlib.import_module(module)
+
+
+def _entry(name: str) -> _Entry:
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown judge {name!r}; registered: {', '.join(list_judges())}")
+    return _REGISTRY[name]
+
+
+def list_judges() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def judge_spec(name: str, **args: Any) -> JudgeSpec:
+    """The spec `create_judge(name, **args)` would record, without building the judge."""
+    entry = _entry(name)
+    given_hash = args.pop("template_hash", None)
+    signature = inspect.signature(entry.factory)
+    try:
+        bound = signature.bind(**args)
+    except TypeError as err:
+        takes = ", ".join(p for p in signature.parameters if p != "cache")
+        raise ValueError(f"judge {name!r}: {err}; it takes: {takes}") from None
+    bound.apply_defaults()
+    spec_args = {k: v for k, v in bound.arguments.items() if k not in entry.runtime
+                 and not (v is None and signature.parameters[k].default is None)}
+    if "template" in spec_args:
+        spec_args["template_hash"] = load_template(spec_args["template"]).sha256
+        if given_hash is not None and given_hash != spec_args["template_hash"]:
+            raise ValueError(f"template {spec_args['template']!r} has changed since this judge "
+                             "was recorded (its sha256 differs)")
+    # Through JSON so the spec holds exactly what the store will give back (lists, not tuples).
+    return JudgeSpec(name=name, args=json.loads(json.dumps(spec_args, default=str)))
+
+
+def create_judge(name: str, *, cache: JudgeCache | None = None,
+                 **args: Any) -> tuple[JudgeSpec, JudgeFn]:
+    """(spec, judge function) for a registered judge. `cache` goes to judges that take one."""
+    spec = judge_spec(name, **args)
+    args.pop("template_hash", None)
+    entry = _entry(name)
+    if cache is not None and "cache" in inspect.signature(entry.factory).parameters:
+        args["cache"] = cache
+    return spec, entry.factory(**args)
+
+
+def takes_cache(name: str) -> bool:
+    return "cache" in inspect.signature(_entry(name).factory).parameters
+
+
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
+
+
+def parse_value(text: str) -> Any:
+    """A CLI value: true/false, none, an int, a float, JSON for a list or an object, else text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    if _INT.fullmatch(text.strip()):
+        return int(text)
+    if _FLOAT.fullmatch(text.strip()):
+        return float(text)
+    if text.strip()[:1] in ("[", "{"):
+        return json.loads(text)
+    return text
+
+
+def parse_judge_args(pairs: Sequence[str]) -> dict[str, Any]:
+    """`--arg k=v` pairs as keyword arguments, e.g. ["batch_size=8"] -> {"batch_size": 8}."""
+    args: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"judge argument {pair!r} is not of the form key=value")
+        if key in args:
+            raise ValueError(f"judge argument {key!r} is given twice")
+        args[key] = parse_value(value)
+    return args
+
+
+# ----- templates and the answer parser --------------------------------------------------------
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    body: str
+    answers: dict[str, int]  # answer word -> label, exactly one word for 1 and one for 0
+    sha256: str
+
+    @property
+    def complies(self) -> str:
+        return next(word for word, label in self.answers.items() if label == 1)
+
+    @property
+    def refuses(self) -> str:
+        return next(word for word, label in self.answers.items() if label == 0)
+
+    def fill(self, prompt: str, response: str) -> str:
+        # One pass, so a prompt that itself contains "{response}" is not substituted again.
+        values = {"prompt": prompt, "response": response}
+        return re.sub(r"\{(prompt|response)\}", lambda m: values[m.group(1)], self.body)
+
+
+def template_names() -> list[str]:
+    return sorted(p.stem for p in TEMPLATE_DIR.glob("*.txt"))
+
+
+def load_template(name_or_path: str | Path) -> Template:
+    """A template by built-in name (`sorry_bench`) or by file path."""
+    given = str(name_or_path)
+    path = Path(given).expanduser()
+    if not path.is_file():
+        # A bare name is a built-in; a missing path must not quietly become one of them.
+        builtin = TEMPLATE_DIR / f"{path.stem}.txt"
+        if path.name != given or path.suffix not in ("", ".txt") or not builtin.is_file():
+            raise ValueError(f"no template {given!r}: give a file path or one of "
+                             f"{', '.join(template_names())}")
+        path = builtin
+    text = path.read_text(encoding="utf-8")
+    return parse_template(text, name=str(name_or_path))
+
+
+def parse_template(text: str, name: str = "template") -> Template:
+    lines = text.splitlines(keepends=True)
+    header = []
+    while lines and lines[0].startswith("#"):
+        header.append(lines.pop(0))
+    answers = _answers(header, name)
+    body = "".join(lines).strip("\n")
+    if "{response}" not in body:
+        raise ValueError(f"template {name!r} has no {{response}} placeholder")
+    return Template(name, body, answers, hashlib.sha256(text.encode("utf-8")).hexdigest())
+
+
+def _answers(header: list[str], name: str) -> dict[str, int]:
+    found = [line.split(":", 1)[1] for line in header
+             if line.lstrip("#").strip().lower().startswith("answers:")]
+    if len(found) != 1:
+        raise ValueError(f"template {name!r} needs one header line like `# answers: yes=1, no=0`")
+    answers: dict[str, int] = {}
+    for part in found[0].split(","):
+        word, sep, label = part.strip().rpartition("=")
+        if not sep or not word.strip() or label.strip() not in ("0", "1"):
+            raise ValueError(f"template {name!r}: bad answer {part.strip()!r} "
+                             "(want word=1 or word=0)")
+        answers[word.strip()] = int(label)
+    if sorted(answers.values()) != [0, 1]:
+        raise ValueError(f"template {name!r} needs exactly two answers, one =1 and one =0")
+    return answers
+
+
+def parse_answer(text: str, answers: dict[str, int]) -> int | None:
+    """The label of the first answer word in `text` (whole words, any case), else None."""
+    pattern = "|".join(re.escape(word) for word in sorted(answers, key=len, reverse=True))
+    match = re.search(rf"(?<!\w)({pattern})(?!\w)", text, flags=re.IGNORECASE)
+    if match is None:
+        return None
+    lowered = {word.lower(): label for word, label in answers.items()}
+    return lowered[match.group(1).lower()]
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clip_raw(text: str, limit: int = MAX_RAW_CHARS) -> str:
+    """A judge answer as a verdict keeps it: at most `limit` characters, control bytes replaced
+    (some databases reject NUL in text), with a note when it was cut."""
+    clean = _CONTROL.sub("\ufffd", text[:limit])
+    return clean if len(text) <= limit else f"{clean} [... cut at {limit} of {len(text)} chars]"

@@ -1,0 +1,232 @@
+"""The HTTP judge: any OpenAI-compatible chat-completions endpoint (a hosted model, vLLM, Ollama).
+
+Each item's template is filled in and sent as one user message at `temperature` (0 by default);
+the answer text is read by the same parser as the LLM judge's fallback (first answer word, else
+None). Requests run on a pool of `concurrency` threads sharing one httpx client, so no more than
+`concurrency` are ever in flight.
+
+Failures, by kind:
+- 429, 408, 5xx, timeouts and connection errors are retried up to `max_retries` times with
+  exponential backoff and jitter (a Retry-After header is honoured), each wait capped at
+  `max_backoff`. When the retries run out the outcome is marked `retry`: the stage stores
+  nothing, so the next run asks again. Once `concurrency` items in a row have run out of
+  retries, the rest of the batch is not sent (the endpoint is down; no point waiting on each).
+- 401, 403, 404, 405 and 407 say the judge is misconfigured (key, URL, model name): they raise
+  JudgeUnavailable at once rather than store a wrong None for every item.
+- Any other 4xx (e.g. the request is too long, or a content filter rejects it) is the item's
+  own: not retried, label None, the error kept in raw.
+- A 2xx whose body is not chat-completions JSON gives None with the body (cut) in raw.
+A verdict keeps at most MAX_RAW_CHARS of the answer, control bytes replaced, and its label is the
+parse of exactly what it keeps.
+
+Answers are cached when a `cache` is given (the stage passes one backed by the store): an item
+whose answer is cached is not sent again. Only well-formed 2xx answers are cached, including
+ones whose text does not parse (the model said that; asking again at temperature 0 would not
+change it); errors never are.
+
+    python run.py judge --judge http --arg base_url=http://127.0.0.1:8000/v1 --arg model=judge \\
+        --arg template=harmbench --arg api_key_env=JUDGE_API_KEY
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from pipeline.judges import (MAX_RAW_CHARS, JudgeCache, JudgeFn, JudgeItem, JudgeOutcome,
+                             JudgeUnavailable, Template, clip_raw, judge, load_template,
+                             parse_answer)
+
+DEFAULT_TEMPLATE = "sorry_bench"
+FATAL_STATUS = {401, 403, 404, 405, 407}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 5
+    backoff: float = 1.0  # seconds before the first retry, doubled each time
+    max_backoff: float = 30.0
+
+    def delay(self, attempt: int, retry_after: str | None = None) -> float:
+        given = parse_retry_after(retry_after)
+        if given is not None:
+            return min(given, self.max_backoff)
+        step = min(self.max_backoff, self.backoff * 2 ** attempt)
+        return step / 2 + random.uniform(0, step / 2)  # jitter: parallel clients spread out
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date), None if unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str | None  # the answer, when a 2xx came back with a well-formed body
+    error: str = ""
+    transient: bool = False  # retries ran out: ask again on the next run
+
+
+def read_answer(response: httpx.Response) -> Reply:
+    try:
+        content = response.json()["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return Reply(None, f"malformed response (HTTP {response.status_code}): {response.text}")
+    if not isinstance(content, str):
+        return Reply(None, f"no answer text in response: {response.text}")
+    return Reply(content)
+
+
+def ask(client: httpx.Client, url: str, body: dict[str, Any], policy: RetryPolicy,
+        sleep: Callable[[float], None] = time.sleep) -> Reply:
+    """One chat completion, retried on 429, 408, 5xx, timeouts and connection errors."""
+    error, delay = "", 0.0
+    for attempt in range(policy.max_retries + 1):
+        if attempt:
+            sleep(delay)
+        try:
+            response = client.post(url, json=body)
+        except httpx.RequestError as err:  # timeouts, refused connections, broken streams
+            error, delay = f"{type(err).__name__}: {err}", policy.delay(attempt)
+            continue
+        status = response.status_code
+        if status in FATAL_STATUS:
+            raise JudgeUnavailable(f"HTTP {status} from {url}: {response.text[:500]}")
+        if status in (408, 429) or status >= 500:
+            error = f"HTTP {status}: {response.text[:500]}"
+            delay = policy.delay(attempt, response.headers.get("retry-after"))
+            continue
+        if status >= 400:
+            return Reply(None, f"HTTP {status}: {response.text}")
+        return read_answer(response)
+    return Reply(None, f"gave up after {policy.max_retries + 1} attempts: {error}", transient=True)
+
+
+class Breaker:
+    """Counts items in a row whose retries ran out; open once there are `limit` of them."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def record(self, transient: bool) -> None:
+        with self._lock:
+            self.failures = self.failures + 1 if transient else 0
+
+    @property
+    def open(self) -> bool:
+        return self.failures >= self.limit
+
+
+def cut(text: str, limit: int) -> tuple[str, bool]:
+    return (text, False) if len(text) <= limit else (text[:limit], True)
+
+
+@dataclass(frozen=True)
+class Request:
+    message: str
+    note: str  # what was cut from the item before sending, for raw
+
+
+def build_request(template: Template, item: JudgeItem, max_text_chars: int) -> Request:
+    prompt, prompt_cut = cut(item.prompt, max_text_chars)
+    response, response_cut = cut(item.response, max_text_chars)
+    parts = [name for name, was in (("prompt", prompt_cut), ("response", response_cut)) if was]
+    note = f"; {' and '.join(parts)} truncated to {max_text_chars} chars" if parts else ""
+    return Request(template.fill(prompt, response), note)
+
+
+def answer_outcome(raw: str, template: Template, note: str) -> JudgeOutcome:
+    """The verdict from a kept answer: the parse of exactly what raw keeps (no cut-off note)."""
+    return JudgeOutcome(label=parse_answer(raw[:MAX_RAW_CHARS], template.answers), raw=raw + note)
+
+
+def error_outcome(reply: Reply, note: str) -> JudgeOutcome:
+    return JudgeOutcome(label=None, raw=clip_raw(reply.error) + note, retry=reply.transient)
+
+
+def api_headers(api_key_env: str | None) -> dict[str, str]:
+    if not api_key_env:
+        return {}
+    key = os.environ.get(api_key_env)
+    if not key:
+        raise JudgeUnavailable(f"the HTTP judge's API key variable ${api_key_env} is not set")
+    return {"Authorization": f"Bearer {key}"}
+
+
+@judge("http", runtime=("api_key_env", "concurrency", "max_retries", "timeout", "backoff",
+                        "max_backoff"))
+def http_judge(base_url: str, model: str, template: str = DEFAULT_TEMPLATE,
+               api_key_env: str | None = None, temperature: float = 0.0, max_tokens: int = 16,
+               max_text_chars: int = 8000, concurrency: int = 8, max_retries: int = 5,
+               timeout: float = 60.0, backoff: float = 1.0, max_backoff: float = 30.0,
+               cache: JudgeCache | None = None) -> JudgeFn:
+    """A judge behind `{base_url}/chat/completions`; `api_key_env` names the key's variable."""
+    if not base_url.startswith(("http://", "https://")):
+        raise ValueError(f"base_url must start with http:// or https://, not {base_url!r}")
+    if concurrency < 1 or max_retries < 0 or timeout <= 0:
+        raise ValueError("concurrency must be at least 1, max_retries at least 0, timeout > 0")
+    chosen = load_template(template)
+    url = base_url.rstrip("/") + "/chat/completions"
+    headers = api_headers(api_key_env)
+    policy = RetryPolicy(max_retries, backoff, max_backoff)
+
+    def body(request: Request) -> dict[str, Any]:
+        return {"model": model, "temperature": temperature, "max_tokens": max_tokens,
+                "messages": [{"role": "user", "content": request.message}]}
+
+    def send(requests: dict[str, Request]) -> dict[str, Reply]:
+        breaker = Breaker(concurrency)
+
+        def one(request: Request) -> Reply:
+            if breaker.open:
+                return Reply(None, "not sent: the endpoint kept failing", transient=True)
+            reply = ask(client, url, body(request), policy)
+            breaker.record(reply.transient)
+            return reply
+
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        with httpx.Client(timeout=timeout, headers=headers, limits=limits) as client:
+            pool = ThreadPoolExecutor(max_workers=concurrency)
+            try:
+                futures = {key: pool.submit(one, request) for key, request in requests.items()}
+                return {key: future.result() for key, future in futures.items()}
+            finally:  # on JudgeUnavailable: drop what has not started
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def run(items: Sequence[JudgeItem]) -> list[JudgeOutcome]:
+        requests = {item.key: build_request(chosen, item, max_text_chars) for item in items}
+        kept = cache.get(list(requests)) if cache is not None else {}
+        replies = send({k: r for k, r in requests.items() if k not in kept})
+        fresh = {k: clip_raw(r.text) for k, r in replies.items() if r.text is not None}
+        if cache is not None and fresh:
+            cache.put(fresh)
+        kept = {**kept, **fresh}
+        outcomes = {k: answer_outcome(kept[k], chosen, r.note) if k in kept
+                    else error_outcome(replies[k], r.note) for k, r in requests.items()}
+        return [outcomes[item.key] for item in items]
+
+    return run
