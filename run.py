@@ -102,6 +102,48 @@ def cmd_export(args: argparse.Namespace) -> None:
     emit(args, export_table(open_store(args), args.table, args.path, fmt=args.format))
 
 
+@command
+def cmd_agreement(args: argparse.Namespace) -> None:
+    from annotations import io_frames
+
+    if args.labels:
+        result = io_frames.agreement_from_csv(args.labels, level=args.level, n_boot=args.n_boot)
+    else:
+        result = io_frames.agreement_from_store(open_store(args), n_boot=args.n_boot)
+    emit(args, result)
+
+
+@command
+def cmd_correct(args: argparse.Namespace) -> None:
+    from annotations import io_frames
+
+    emit(args, io_frames.correct_from_csv(args.judged, args.calibration, level=args.level,
+                                          n_boot=args.n_boot))
+
+
+@command
+def cmd_variance(args: argparse.Namespace) -> None:
+    from annotations import io_frames
+
+    if args.outcomes:
+        emit(args, io_frames.variance_from_csv(args.outcomes, n_boot=args.n_boot))
+    else:
+        emit(args, io_frames.variance_from_store(open_store(args), n_boot=args.n_boot))
+
+
+@command
+def cmd_report(args: argparse.Namespace) -> None:
+    from annotations.report import report_command
+
+    categories = args.categories.split(",") if args.categories else None
+    result = report_command(open_store(args), html_path=args.html, categories=categories,
+                            n_boot=args.n_boot)
+    if args.json or not args.html:
+        emit(args, result)
+    else:
+        print(f"report written to {result['html']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", help="SQLite file or database URL "
@@ -142,6 +184,24 @@ def build_parser() -> argparse.ArgumentParser:
                                      "checkpoints", "runs", "capability", "annotators"])
     p.add_argument("path")
     p.add_argument("--format", choices=["csv", "jsonl", "parquet"])
+    p = add("agreement", "Krippendorff's alpha of human labels (a long-form CSV, or the store) "
+            "and, on the store, each judge against people")
+    p.add_argument("--labels", help="CSV with columns unit, annotator, value")
+    p.add_argument("--level", default="nominal", choices=["nominal", "ordinal", "interval", "ratio"])
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CI")
+    p = add("correct", "judge-error-corrected harmfulness (Rogan-Gladen) with its CI")
+    p.add_argument("--judged", required=True, help="CSV with a column judge (0/1)")
+    p.add_argument("--calibration", required=True, help="CSV with columns judge, human (0/1)")
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--n-boot", type=int, default=2000)
+    p = add("variance", "how much of the spread in harmfulness is seed, epoch, temperature, "
+            "sampling, prompt and judge")
+    p.add_argument("--outcomes", help="CSV with seed, epoch, temperature, sample, prompt, outcome")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p = add("report", "the full report: JSON, or one self-contained HTML page")
+    p.add_argument("--html", metavar="FILE", help="write the HTML report here")
+    p.add_argument("--categories", help="a category subset to show beside all: ids, e.g. 1,2,3")
+    p.add_argument("--n-boot", type=int, default=1000)
     return parser
 
 
@@ -149,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # bitsandbytes warns on import that an optional CPU kernel package is missing: noise here.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     try:
         COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
