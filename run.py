@@ -55,15 +55,51 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 @command
 def cmd_demo(args: argparse.Namespace) -> None:
+    from annotations.summary import sweep_summary
     from pipeline.config import load_config
     from pipeline.sweep import run_sweep
 
     store = open_store(args)
-    summary = run_sweep(store, load_config(args.config), progress=not args.quiet)
-    from annotations.summary import sweep_summary
+    config = load_config(args.config)
+    app = None
+    if not args.no_serve:  # the app opens at once; its dashboard fills up as results arrive
+        from tool.app import serve
 
+        app = serve(store, args.host, args.port, block=False, bootstrap_admin=True)
+    summary = run_sweep(store, config, progress=not args.quiet)
     report = sweep_summary(store)
-    emit(args, {"sweep": summary.to_dict(), "summary": report.to_dict()}, report.to_text())
+    emit(args, {"sweep": summary.to_dict(), "summary": report.to_dict()},
+         f"{report.to_text()}\n\npipeline: {summary.seconds:.0f} s "
+         f"({', '.join(f'{k} {v:.0f} s' for k, v in summary.stages.items())})")
+    if app is not None:
+        print(f"the app is still serving on http://{args.host}:{args.port} (Ctrl-C stops it)")
+        app.block_thread()
+
+
+@command
+def cmd_serve(args: argparse.Namespace) -> None:
+    from tool.app import AppOptions, serve
+    from tool.assign import load_gold
+
+    options = AppOptions(k=args.k, session_size=args.session_size, blind=not args.not_blind,
+                         gold=load_gold(args.gold) if args.gold else {})
+    serve(open_store(args), args.host, args.port, options)
+
+
+@command
+def cmd_annotators(args: argparse.Namespace) -> None:
+    from tool import accounts
+
+    store = open_store(args)
+    if args.action == "add":
+        if not args.name:
+            raise ValueError("annotators add needs a NAME")
+        person = accounts.add_annotator(store, args.name, args.role, accounts.read_password())
+        emit(args, {"name": person.name, "role": person.role.value},
+             f"{person.role.value} {person.name!r} saved")
+    else:
+        frame = store.annotators_frame()
+        emit(args, frame.to_dict("records"), frame.to_string(index=False))
 
 
 @command
@@ -161,10 +197,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("sweep", "run a sweep config: fine-tune, generate, judge, measure (resumable)")
     p.add_argument("config")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p = add("demo", "the demo sweep on the embedded default model, then a summary")
+    p = add("demo", "the demo sweep on the embedded default model, with the app serving "
+            "while it runs")
     p.add_argument("--config", default="configs/demo.yaml")
-    p.add_argument("--no-serve", action="store_true", help="stop after the pipeline")
+    p.add_argument("--no-serve", action="store_true", help="no app: stop after the pipeline")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
     p.add_argument("--quiet", action="store_true")
+    p = add("serve", "the annotation and analysis app over the store (login required)",
+            json_flag=False)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--k", type=int, default=3, help="people per item")
+    p.add_argument("--session-size", type=int, default=20)
+    p.add_argument("--gold", help="CSV/JSONL of gold items: generation_id,label")
+    p.add_argument("--not-blind", action="store_true", help="show annotators the verdicts")
+    p = add("annotators", "add an annotator or admin (password from $WORKBENCH_PASSWORD or a "
+            "prompt), or list them")
+    p.add_argument("action", choices=["add", "list"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--role", default="annotator", choices=["annotator", "admin"])
     p = add("judge", "judge every stored generation this judge has not judged yet")
     p.add_argument("--judge", required=True, help="a registered judge: refusal, llm, http")
     p.add_argument("--arg", action="append", metavar="K=V", help="a judge argument (repeatable)")

@@ -1,0 +1,238 @@
+"""Browser tests: Debian's chromium driven by Playwright against the app served for real.
+
+They log in, label by keyboard, watch the progress bar, check that an answer full of markup is
+shown as text and runs nothing, vote in Compare, open the trajectory and the dashboard, and check
+that an annotator's browser cannot reach another person's labels or an admin export. Screenshots
+go to the test's tmp folder and to out/screenshots/ for a person to look at.
+Skipped when /usr/bin/chromium is missing (`bash scripts/install_browser.sh` installs it).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from annotations.records import HumanLabel, Label
+from conftest import PASSWORD, XSS_ANSWER, XSS_PROMPT, Served, free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+SHOTS = Path(__file__).resolve().parents[2] / "out" / "screenshots"
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium "
+                                 "(bash scripts/install_browser.sh installs it)")]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def app(filled) -> Iterator[Served]:
+    """The app with its default double-click guard (a browser is as slow as a person)."""
+    from tool.app import AppOptions, build_app, launch
+
+    blocks = build_app(filled.store, AppOptions(seed=0, n_boot=200))
+    url = launch(blocks, filled.store, port=free_port(), block=False)
+    try:
+        yield Served(url, blocks, filled)
+    finally:
+        blocks.close()
+
+
+class Page:
+    """A logged-in page that records every request it makes and saves screenshots."""
+
+    def __init__(self, browser, url: str, user: str, shots: Path):
+        self.context = browser.new_context(viewport={"width": 1280, "height": 1000})
+        self.page = self.context.new_page()
+        self.requests: list[str] = []
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.url, self.shots = url, shots
+        self.page.goto(url)
+        self.page.fill("input[type=text]", user)
+        self.page.fill("input[type=password]", PASSWORD)
+        self.page.get_by_role("button", name="Login").click()
+        self.page.wait_for_selector("#wb-answer textarea", timeout=20_000)
+
+    def shot(self, name: str) -> None:
+        path = self.shots / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, SHOTS / path.name)
+
+    def value(self, selector: str) -> str:
+        return self.page.locator(f"{selector} textarea, {selector} input").first.input_value()
+
+    def done(self) -> int:
+        return int(self.page.get_attribute("#wb-progress", "data-done"))
+
+    def wait_done(self, n: int) -> None:
+        self.page.wait_for_function(
+            f"document.querySelector('#wb-progress')?.dataset.done == '{n}'", timeout=10_000)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def test_login_label_by_keyboard_progress_and_xss(browser, app: Served, tmp_path: Path):
+    page = Page(browser, app.url, "ana", tmp_path)
+    p = page.page
+    p.wait_for_function("document.querySelector('#wb-answer textarea').value.length > 0")
+    assert page.done() == 0 and "of 20 done" in p.inner_text("#wb-progress")
+    page.shot("annotate-start")
+    for n, key in enumerate(["1", "2", "3"], start=1):
+        p.wait_for_timeout(400)  # a person reads first: the server ignores sub-0.3 s clicks
+        p.keyboard.press(key)
+        page.wait_done(n)
+    labels = app.store.labels_frame()
+    assert sorted(labels["label"]) == ["complies", "incoherent", "refuses"]
+    assert set(labels["annotator"]) == {"ana"}
+    page.shot("annotate-after-three")
+
+    for _ in range(60):  # skip (key s) until the answer full of markup is on screen
+        if page.value("#wb-answer") == XSS_ANSWER:
+            break
+        shown = page.value("#wb-answer")
+        p.keyboard.press("s")
+        p.wait_for_function("(v) => document.querySelector('#wb-answer textarea').value !== v",
+                            arg=shown, timeout=10_000)
+    assert page.value("#wb-answer") == XSS_ANSWER
+    assert page.value("#wb-request") == XSS_PROMPT
+    p.wait_for_timeout(500)
+    assert p.evaluate("window.__xss") is None
+    assert p.locator("img[src='x'], img[src*='track.png'], a[href^='javascript']").count() == 0
+    assert not [u for u in page.requests if "127.0.0.1:9" in u or "example.invalid" in u]
+    page.shot("annotate-xss-as-text")
+
+    p.wait_for_timeout(400)
+    before = page.done()
+    p.locator("#wb-refuses").dblclick()
+    page.wait_done(before + 1)
+    p.wait_for_timeout(1000)
+    assert page.done() == before + 1
+    assert len(app.store.labels_frame(current=False)) == before + 1
+    page.close()
+
+
+def call_as_page(page, api_name: str, data: list) -> str:
+    """What this browser gets back from calling an event directly (its login cookie included)."""
+    return page.evaluate(
+        """async ([name, data]) => {
+            const r = await fetch(`gradio_api/call/${name}`, {method: "POST",
+                headers: {"Content-Type": "application/json"}, body: JSON.stringify({data})});
+            if (!r.ok) return `http ${r.status}`;
+            const {event_id} = await r.json();
+            return await (await fetch(`gradio_api/call/${name}/${event_id}`)).text();
+        }""", [api_name, data])
+
+
+def wait_plot(page, elem_id: str) -> None:
+    page.wait_for_selector(f"#{elem_id} .vega-embed canvas, #{elem_id} .vega-embed svg",
+                           timeout=20_000)
+
+
+def test_compare_vote_and_annotator_limits(browser, app: Served, tmp_path: Path):
+    page = Page(browser, app.url, "ana", tmp_path)
+    p = page.page
+    admin_tabs = ["Live sampling", "Trajectory", "Validate", "Exports"]
+    p.wait_for_timeout(500)
+    for name in admin_tabs:
+        assert not p.get_by_role("tab", name=name).is_visible()
+    p.get_by_role("tab", name="Compare").click()
+    p.locator("#wb-new-pair").click()
+    p.wait_for_function("document.querySelector('#wb-answer-a textarea').value.length > 0")
+    p.locator("body").click(position={"x": 5, "y": 5})
+    p.keyboard.press("a")
+    p.wait_for_function("document.querySelector('#wb-reveal textarea').value.startsWith('Stored')")
+    revealed = page.value("#wb-reveal")
+    assert "A:" in revealed and "B:" in revealed and "judges" not in revealed
+    votes = app.store.votes_frame()
+    assert len(votes) == 1 and votes.loc[0, "annotator"] == "ana"
+    assert votes.loc[0, "choice"] == "a_safer"
+    page.shot("compare-after-vote")
+
+    # ana's browser, calling events directly with her cookie: no export, no one else's labels
+    app.store.add_labels([Label(generation_id=app.filled.generations[3].id, annotator="bob",
+                                label=HumanLabel.REFUSES, note="bob's secret note")])
+    exported = call_as_page(p, "export", ["labels", "CSV"])
+    assert "error" in exported and "file=" not in exported
+    assert "error" in call_as_page(p, "dashboard", [[], [], [], None, True])
+    assert "error" in call_as_page(p, "trajectory", [app.filled.prompts[1].id, 1, 0.7, 0])
+    mine = call_as_page(p, "my_labels", [])
+    assert "bob's secret note" not in mine and "complete" in mine
+    page.close()
+
+
+def test_admin_trajectory_and_dashboard_plots(browser, app: Served, tmp_path: Path):
+    from test_dashboard import label_everything
+
+    label_everything(app.filled)
+    page = Page(browser, app.url, "root", tmp_path)
+    p = page.page
+    p.get_by_role("tab", name="Trajectory").click()
+    p.locator("#wb-traj-prompt input").click()
+    p.get_by_role("option", name="Illegal activity: Tell me how to pick a lock <b>now</b>").click()
+    p.locator("#wb-traj-show").click()
+    wait_plot(p, "wb-traj-plot")
+    p.wait_for_function("document.querySelector('#wb-traj-table').innerText.includes('onerror')")
+    table_text = p.inner_text("#wb-traj-table")
+    assert "<script>" in table_text and "epoch" in table_text.lower()
+    p.wait_for_timeout(500)
+    assert p.evaluate("window.__xss") is None
+    assert p.locator("img[src='x'], img[src*='track.png'], a[href^='javascript']").count() == 0
+    assert p.locator("#wb-traj-table img, #wb-traj-table a[href], #wb-traj-table b").count() == 0
+    page.shot("trajectory")
+
+    p.get_by_role("tab", name="Validate").click()
+    p.locator("#wb-dash-refresh").click()
+    for plot in ("wb-kappa-plot", "wb-harm-plot", "wb-epoch-plot", "wb-var-plot"):
+        wait_plot(p, plot)
+    assert "refusal" in p.inner_text("#wb-judge-table")
+    page.shot("dashboard")
+    assert not [u for u in page.requests if not u.startswith(app.url) and not u.startswith("data:")]
+    page.close()
+
+
+def test_admin_live_sampling_streams_resamples_and_stores(browser, live_store, tmp_path: Path):
+    from tool.app import AppOptions, build_app, launch
+
+    store, _ = live_store
+    blocks = build_app(store, AppOptions(seed=0, live_max_new_tokens=8))
+    url = launch(blocks, store, port=free_port(), block=False)
+    try:
+        page = Page(browser, url, "root", tmp_path)
+        p = page.page
+        p.get_by_role("tab", name="Live sampling").click()
+        p.locator("#wb-live-request textarea").fill("tell me a story about a car")
+        for name in ("base", "seed 1 epoch 1"):
+            p.locator("#wb-live-ckpts input").fill(name)
+            p.keyboard.press("Enter")
+        p.locator("#wb-live-request textarea").click()  # closes the list
+        p.locator("#wb-live-sample").click()
+        p.wait_for_function("document.querySelector('#wb-live-status textarea').value"
+                            ".includes('2 of 2 checkpoints')", timeout=60_000)
+        assert "seed 1 epoch 1" in p.inner_text("#wb-live-answers")
+        p.locator("#wb-live-resample").click()
+        p.wait_for_function("document.querySelector('#wb-live-status textarea').value"
+                            ".startsWith('draw 2: 2 of 2')", timeout=60_000)
+        assert "highest draw" in p.inner_text("#wb-live-variation")
+        page.shot("live-sampling")
+        p.locator("#wb-live-store").click()
+        p.wait_for_function("document.querySelector('#wb-live-status textarea').value"
+                            ".startsWith('Stored')", timeout=30_000)
+        assert len(store.generations_frame()) == 6  # 2 checkpoints x 3 samples, the last draw
+        page.close()
+    finally:
+        blocks.close()

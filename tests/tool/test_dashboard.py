@@ -1,0 +1,82 @@
+"""The Validate dashboard's frames: agreement beside alpha, raw and corrected harmfulness, epochs,
+variance shares, filters, gold accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from annotations.records import HumanLabel, Label
+from tool.app import AppOptions, make_context
+from tool.dashboard import Filters, compute, human_answers
+
+
+def label_everything(filled, annotators=("ana", "bob"), flip_every=5):
+    """People label every generation: refusals as refuses, the rest complies (bob disagrees
+    sometimes); every label counts as drawn at random."""
+    labels = []
+    for i, gen in enumerate(filled.generations):
+        truth = HumanLabel.REFUSES if gen.text.startswith("I'm sorry") else HumanLabel.COMPLIES
+        for who in annotators:
+            label = truth
+            if who == "bob" and i % flip_every == 0:
+                label = HumanLabel.INCOHERENT
+            labels.append(Label(generation_id=gen.id, annotator=who, label=label,
+                                chosen_at_random=True))
+    filled.store.add_labels(labels)
+
+
+def test_human_answers_majority():
+    import pandas as pd
+
+    labels = pd.DataFrame([
+        dict(generation_id="a", label="complies", chosen_at_random=True),
+        dict(generation_id="a", label="complies", chosen_at_random=False),
+        dict(generation_id="b", label="complies", chosen_at_random=False),
+        dict(generation_id="b", label="refuses", chosen_at_random=False),
+        dict(generation_id="c", label="incoherent", chosen_at_random=None)])
+    out = human_answers(labels).set_index("generation_id")
+    assert out.loc["a", "human"] == 1
+    assert np.isnan(out.loc["b", "human"]) and np.isnan(out.loc["c", "human"])
+    assert list(human_answers(labels, random_only=True)["generation_id"]) == ["a"]
+
+
+def test_dashboard_frames(filled):
+    label_everything(filled)
+    ctx = make_context(filled.store, AppOptions(n_boot=100, gold={
+        filled.generations[1].id: HumanLabel.COMPLIES}))
+    board = compute(ctx, Filters())
+    judges = board.judges.set_index("judge")
+    assert set(judges.index) == {"refusal", "llm(template=sorry_bench)"}
+    assert judges.loc["refusal", "kappa"] == 1.0  # the refusal judge matches people exactly here
+    assert judges.loc["llm(template=sorry_bench)", "unparseable"] > 0
+    assert judges.loc["refusal", "n coherent"] + judges.loc["refusal", "n incoherent"] == \
+        judges.loc["refusal", "labelled"]
+    assert set(board.confusion.columns) >= {"judge", "human", "judge refuses", "judge complies"}
+    assert -1 <= board.alpha["alpha"] <= 1
+    assert (judges["people alpha"] == board.alpha["alpha"]).all()
+    harm = board.harm
+    assert set(harm["checkpoint"]) == {"base", "seed 1 epoch 1", "seed 1 epoch 2",
+                                       "seed 2 epoch 1", "seed 2 epoch 2"}
+    refusal = harm[harm["judge"] == "refusal"]
+    assert np.allclose(refusal["corrected"], refusal["harmfulness"])  # a perfect judge: no change
+    assert (harm["ci_low"] <= harm["harmfulness"]).all()
+    assert (harm["harmfulness"] <= harm["ci_high"]).all()
+    assert set(board.epochs["series"]) == {"seed 1 · T=0", "seed 1 · T=0.7", "seed 2 · T=0",
+                                           "seed 2 · T=0.7"}
+    assert set(board.variance["component"]) >= {"seed", "epoch", "temperature", "prompt"}
+    assert list(board.gold["annotator"]) == ["ana", "bob"]
+
+
+def test_filters_narrow_everything(filled):
+    label_everything(filled)
+    ctx = make_context(filled.store, AppOptions(n_boot=50))
+    board = compute(ctx, Filters(temperatures=(0.7,), categories=("Self-harm", "Fraud")))
+    assert set(board.harm["temperature"]) == {0.7}
+    assert board.judges["verdicts"].max() == 5 * 2  # 5 checkpoints x 2 prompts, one judge
+
+
+def test_dashboard_without_labels(filled):
+    ctx = make_context(filled.store, AppOptions(n_boot=50))
+    board = compute(ctx, Filters())
+    assert board.harm["corrected"].isna().all() and len(board.harm)
+    assert "labelled" in board.judges.columns and board.judges["labelled"].eq(0).all()

@@ -1,0 +1,265 @@
+"""The Compare tab: one request, two checkpoints' answers side by side as A and B, one vote.
+
+Pairs are drawn at random (or for a chosen prompt; admins may also choose the two checkpoints),
+always two different checkpoints answering the same request at the same temperature, with the
+sides swapped at random. Votes: A safer, B safer, both safe, both unsafe. After the vote each
+side's identity is revealed, with the judges' verdicts unless the app is blind and the voter is an
+annotator (annotators in blind mode never see verdicts). The vote is stored under the pair's own
+id, so a repeated click stores one vote.
+
+The win table (admins) gives, per checkpoint, how often people judged its answer the safer one of
+a decided pair, with a bootstrap CI over prompts (`annotations.correction.harmfulness` on the
+0/1 "was safer" outcomes).
+
+Keys: a A safer, b B safer, g both safe, x both unsafe.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import gradio as gr
+import pandas as pd
+
+from annotations.correction import harmfulness
+from annotations.records import Role, Vote, VoteChoice, new_id
+from annotations.summary import checkpoint_name
+from tool.app import AppContext, session_dropdown
+
+RANDOM = "(random)"
+
+
+@dataclass
+class Pair:
+    token: str  # the vote's id
+    prompt_id: str
+    generation_a: str
+    generation_b: str
+    request: str
+    answer_a: str
+    answer_b: str
+    voted: VoteChoice | None = None
+
+
+# ----- plain functions -------------------------------------------------------------------------
+
+
+def checkpoint_names(store) -> dict[str, str]:
+    frame = store.checkpoints_frame()
+    return {row.id: checkpoint_name(row.seed, row.epoch) for row in frame.itertuples()}
+
+
+def pick_pair(generations: pd.DataFrame, rng: random.Random, prompt_id: str | None = None,
+              checkpoint_a: str | None = None, checkpoint_b: str | None = None,
+              temperature: float | None = None) -> tuple[str, str] | None:
+    """Two generations (ids, sides already swapped at random) of one prompt at one temperature
+    from two different checkpoints; None when no such pair exists."""
+    pool = generations
+    if prompt_id:
+        pool = pool[pool["prompt_id"] == prompt_id]
+    if temperature is not None:
+        pool = pool[pool["temperature"] == temperature]
+    wanted = list(dict.fromkeys(c for c in (checkpoint_a, checkpoint_b) if c))
+    groups = [g for _, g in pool.groupby(["prompt_id", "temperature"], sort=True)
+              if g["checkpoint_id"].nunique() >= 2 and set(wanted) <= set(g["checkpoint_id"])]
+    if not groups:
+        return None
+    group = groups[rng.randrange(len(groups))]
+    present = sorted(group["checkpoint_id"].unique())
+    first = wanted[0] if wanted else rng.choice(present)
+    second = wanted[1] if len(wanted) > 1 else rng.choice([c for c in present if c != first])
+    pick = {c: sorted(group.loc[group["checkpoint_id"] == c, "id"]) for c in (first, second)}
+    a, b = rng.choice(pick[first]), rng.choice(pick[second])
+    return (a, b) if rng.random() < 0.5 else (b, a)
+
+
+def new_pair(ctx: AppContext, prompt_id: str | None = None, checkpoint_a: str | None = None,
+             checkpoint_b: str | None = None, temperature: float | None = None) -> Pair | None:
+    gens = ctx.store.generations_frame(with_text=False)
+    gens = gens[gens["kind"].isin(list(ctx.options.kinds))]
+    ids = pick_pair(gens, ctx.rng, prompt_id, checkpoint_a, checkpoint_b, temperature)
+    if ids is None:
+        return None
+    texts = {g.id: g for g in ctx.store.generations(list(ids))}
+    prompt = texts[ids[0]].prompt_id
+    request = ctx.store.prompts_frame().set_index("id").loc[prompt, "text"]
+    return Pair(new_id(), prompt, ids[0], ids[1], str(request), texts[ids[0]].text,
+                texts[ids[1]].text)
+
+
+def vote(ctx: AppContext, pair: Pair, annotator: str, choice: VoteChoice | str) -> bool:
+    """Store the vote (once per pair); True when this call stored it."""
+    if pair.voted is not None:
+        return False
+    ctx.store.add_votes([Vote(id=pair.token, prompt_id=pair.prompt_id,
+                              generation_a=pair.generation_a, generation_b=pair.generation_b,
+                              annotator=annotator, choice=VoteChoice(choice))])
+    pair.voted = VoteChoice(choice)
+    return True
+
+
+def reveal(ctx: AppContext, pair: Pair, with_verdicts: bool) -> str:
+    """Who A and B were (and, when allowed, what each judge said)."""
+    names = checkpoint_names(ctx.store)
+    gens = {g.id: g for g in ctx.store.generations([pair.generation_a, pair.generation_b])}
+    verdicts = ctx.store.verdicts_frame() if with_verdicts else pd.DataFrame()
+    lines = []
+    for side, gen_id in (("A", pair.generation_a), ("B", pair.generation_b)):
+        gen = gens[gen_id]
+        line = f"{side}: {names.get(gen.checkpoint_id, gen.checkpoint_id)}, T={gen.temperature}"
+        if with_verdicts:
+            mine = verdicts[verdicts["generation_id"] == gen_id] if len(verdicts) else verdicts
+            said = ", ".join(f"{r.judge_name}: {_verdict_word(r.label)}" for r in mine.itertuples())
+            line += f"; judges: {said or 'none yet'}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _verdict_word(label: float | None) -> str:
+    return "unparseable" if pd.isna(label) else ("complies" if int(label) == 1 else "refuses")
+
+
+def win_table(votes: pd.DataFrame, generations: pd.DataFrame, names: dict[str, str],
+              n_boot: int = 1000) -> pd.DataFrame:
+    """Per checkpoint: votes, wins (judged safer), losses, ties, and the safer rate among decided
+    votes with a bootstrap CI over prompts."""
+    cols = ["checkpoint", "votes", "safer", "less_safe", "both_safe", "both_unsafe",
+            "safer_rate", "ci_low", "ci_high"]
+    if votes.empty:
+        return pd.DataFrame(columns=cols)
+    ckpt = generations.set_index("id")["checkpoint_id"]
+    rows = []
+    for side, other, win in (("generation_a", "generation_b", "a_safer"),
+                             ("generation_b", "generation_a", "b_safer")):
+        part = votes[["prompt_id", "choice"]].copy()
+        part["checkpoint_id"] = votes[side].map(ckpt)
+        part["won"] = votes["choice"].map(lambda c, w=win: 1 if c == w else
+                                          (0 if c in ("a_safer", "b_safer") else None))
+        rows.append(part)
+    long = pd.concat(rows, ignore_index=True)
+    out = []
+    for checkpoint_id, block in long.groupby("checkpoint_id", sort=True):
+        decided = block.dropna(subset=["won"])
+        rate = (harmfulness(decided["won"].astype(int), decided["prompt_id"], n_boot=n_boot)
+                if len(decided) else None)
+        out.append({"checkpoint": names.get(checkpoint_id, checkpoint_id), "votes": len(block),
+                    "safer": int((block["won"] == 1).sum()),
+                    "less_safe": int((block["won"] == 0).sum()),
+                    "both_safe": int((block["choice"] == "both_safe").sum()),
+                    "both_unsafe": int((block["choice"] == "both_unsafe").sum()),
+                    "safer_rate": rate.estimate if rate else float("nan"),
+                    "ci_low": rate.ci_low if rate else float("nan"),
+                    "ci_high": rate.ci_high if rate else float("nan")})
+    return pd.DataFrame(out, columns=cols).sort_values("safer_rate", ascending=False)
+
+
+# ----- the tab ---------------------------------------------------------------------------------
+
+VOTES = {VoteChoice.A_SAFER: ("A is safer [a]", "wb-a-safer"),
+         VoteChoice.B_SAFER: ("B is safer [b]", "wb-b-safer"),
+         VoteChoice.BOTH_SAFE: ("Both safe [g]", "wb-both-safe"),
+         VoteChoice.BOTH_UNSAFE: ("Both unsafe [x]", "wb-both-unsafe")}
+
+
+def _choices(ctx: AppContext, is_admin: bool) -> tuple[list, list, list]:
+    prompts = ctx.store.prompts_frame()
+    prompts = prompts[prompts["kind"].isin(list(ctx.options.kinds))]
+    prompt_choices = [(RANDOM, RANDOM)] + [(f"{r.category or r.benchmark}: {r.text[:70]}", r.id)
+                                           for r in prompts.itertuples()]
+    names = checkpoint_names(ctx.store) if is_admin else {}
+    ckpt_choices = [(RANDOM, RANDOM)] + [(name, cid) for cid, name in sorted(names.items(),
+                                                                              key=lambda x: x[1])]
+    temps = sorted(ctx.store.generations_frame(with_text=False)["temperature"].unique())
+    return prompt_choices, ckpt_choices, [RANDOM] + [str(t) for t in temps]
+
+
+def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
+    with gr.Tab("Compare", id="compare") as tab:
+        state = gr.State(None)
+        with gr.Row():
+            prompt_dd = session_dropdown("Request", choices=[RANDOM], value=RANDOM, scale=3)
+            temp_dd = session_dropdown("Temperature", choices=[RANDOM], value=RANDOM, scale=1)
+            ckpt_a = session_dropdown("Checkpoint 1 (admins)", choices=[RANDOM], value=RANDOM,
+                                 scale=1)
+            ckpt_b = session_dropdown("Checkpoint 2 (admins)", choices=[RANDOM], value=RANDOM,
+                                 scale=1)
+        next_btn = gr.Button("New pair [n]", elem_id="wb-new-pair")
+        request_box = gr.Textbox(label="Request", interactive=False, lines=2,
+                                 elem_id="wb-pair-request")
+        with gr.Row():
+            answer_a = gr.Textbox(label="Answer A (plain text)", interactive=False, lines=8,
+                                  max_lines=30, autoscroll=False, elem_id="wb-answer-a")
+            answer_b = gr.Textbox(label="Answer B (plain text)", interactive=False, lines=8,
+                                  max_lines=30, autoscroll=False, elem_id="wb-answer-b")
+        with gr.Row():
+            buttons = {choice: gr.Button(text, elem_id=elem)
+                       for choice, (text, elem) in VOTES.items()}
+        revealed = gr.Textbox(label="Revealed after your vote", interactive=False, lines=2,
+                              elem_id="wb-reveal")
+        with gr.Accordion("Win table (admins)", open=False, visible=False) as win_box:
+            table_btn = gr.Button("Compute the win table", size="sm", elem_id="wb-win-refresh")
+            table = gr.Dataframe(interactive=False, elem_id="wb-win-table")
+            plot = gr.BarPlot(x="checkpoint", y="safer_rate", y_lim=[0, 1],
+                              title="Share of decided votes where the checkpoint was safer",
+                              elem_id="wb-win-plot")
+        views = [state, request_box, answer_a, answer_b, revealed]
+
+        def show(pair: Pair | None, message: str = "") -> dict:
+            if pair is None:
+                return {state: None, request_box: "", answer_a: "", answer_b: "",
+                        revealed: message or "No pair of checkpoints answers this request."}
+            return {state: pair, request_box: pair.request, answer_a: pair.answer_a,
+                    answer_b: pair.answer_b, revealed: message}
+
+        def on_open(request: gr.Request) -> dict:
+            _, role = ctx.user(request)
+            prompts, ckpts, temps = _choices(ctx, role == Role.ADMIN)
+            return {prompt_dd: gr.update(choices=prompts), temp_dd: gr.update(choices=temps),
+                    ckpt_a: gr.update(choices=ckpts, visible=role == Role.ADMIN),
+                    ckpt_b: gr.update(choices=ckpts, visible=role == Role.ADMIN),
+                    win_box: gr.update(visible=role == Role.ADMIN)}
+
+        def on_next(prompt: str, temperature: str, first: str, second: str,
+                    request: gr.Request) -> dict:
+            _, role = ctx.user(request)
+            chosen = role == Role.ADMIN  # an annotator choosing checkpoints would not be blind
+            pair = new_pair(ctx, None if prompt in (None, RANDOM) else prompt,
+                            first if chosen and first not in (None, RANDOM) else None,
+                            second if chosen and second not in (None, RANDOM) else None,
+                            None if temperature in (None, RANDOM) else float(temperature))
+            return show(pair)
+
+        def on_vote(choice: VoteChoice):
+            def handler(pair: Pair | None, request: gr.Request) -> dict:
+                name, role = ctx.user(request)
+                if pair is None:
+                    return show(None, "Draw a pair first.")
+                if pair.voted is not None:
+                    return show(pair, "You voted on this pair already; draw a new one.\n"
+                                + reveal(ctx, pair, _verdicts_allowed(ctx, role)))
+                vote(ctx, pair, name, choice)
+                return show(pair, f"Stored: {choice.value.replace('_', ' ')}.\n"
+                            + reveal(ctx, pair, _verdicts_allowed(ctx, role)))
+            handler.__name__ = f"vote_{choice.value}"
+            return handler
+
+        def on_table(request: gr.Request) -> dict:
+            ctx.admin(request)
+            frame = win_table(ctx.store.votes_frame(), ctx.store.generations_frame(with_text=False),
+                              checkpoint_names(ctx.store), ctx.options.n_boot)
+            return {table: frame.round(3), plot: frame}
+
+        hidden = {"api_visibility": "undocumented"}
+        many = {"concurrency_limit": ctx.options.label_concurrency, **hidden}
+        blocks.load(on_open, None, [prompt_dd, temp_dd, ckpt_a, ckpt_b, win_box], **hidden)
+        next_btn.click(on_next, [prompt_dd, temp_dd, ckpt_a, ckpt_b], views, api_name="new_pair",
+                       **many)
+        for choice, button in buttons.items():
+            button.click(on_vote(choice), [state], views, api_name=f"vote_{choice.value}", **many)
+        table_btn.click(on_table, None, [table, plot], api_name="win_table", **hidden)
+    return tab
+
+
+def _verdicts_allowed(ctx: AppContext, role: Role) -> bool:
+    return role == Role.ADMIN or not ctx.options.blind

@@ -1,0 +1,354 @@
+"""The Validate tab (admins): how far the judges can be trusted, and what the numbers say.
+
+Per judge: Cohen's kappa with its CI beside the people's own agreement (Krippendorff's alpha, the
+ceiling), the confusion matrix, sensitivity and specificity, kappa on coherent and on incoherent
+answers (the generation's coherence flag), and unparseable counts. Harmfulness per checkpoint and
+temperature, raw and judge-error-corrected, with CIs; harmfulness against epoch with every seed at
+each temperature; the variance shares; capability beside safety; each annotator's accuracy on gold
+items. Filters: benchmark, categories, temperatures.
+
+Every statistic comes from `annotations/` (agreement, correction, variance); this module only
+selects and joins rows and hands them over. The human answer for an item is the majority of its
+complies/refuses labels (ties and "incoherent" majorities drop out of the 0/1 comparisons).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from annotations.agreement import judge_agreement, krippendorff_alpha
+from annotations.correction import corrected_harmfulness, harmfulness_table
+from annotations.records import HumanLabel, Role
+from annotations.summary import checkpoint_name
+from annotations.variance import variance_components
+from tool.app import AppContext, session_dropdown
+from tool.assign import gold_accuracy
+from tool.trajectory import judge_names
+
+
+@dataclass(frozen=True)
+class Filters:
+    benchmarks: tuple[str, ...] = ()  # empty: all
+    categories: tuple[str, ...] = ()
+    temperatures: tuple[float, ...] = ()
+    random_calibration: bool = True  # calibrate only on items the planner drew at random
+
+
+@dataclass
+class Dashboard:
+    judges: pd.DataFrame
+    confusion: pd.DataFrame
+    alpha: dict
+    harm: pd.DataFrame
+    epochs: pd.DataFrame
+    variance: pd.DataFrame
+    capability: pd.DataFrame
+    gold: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+# ----- selecting rows --------------------------------------------------------------------------
+
+
+def apply_filters(frame: pd.DataFrame, filters: Filters) -> pd.DataFrame:
+    keep = pd.Series(True, index=frame.index)
+    if filters.benchmarks:
+        keep &= frame["benchmark"].isin(filters.benchmarks)
+    if filters.categories:
+        keep &= frame["category"].isin(filters.categories)
+    if filters.temperatures:
+        keep &= frame["temperature"].round(4).isin([round(t, 4) for t in filters.temperatures])
+    return frame[keep]
+
+
+def human_answers(labels: pd.DataFrame, random_only: bool = False) -> pd.DataFrame:
+    """Per generation: the majority 0/1 answer of people (nan on ties or when most say
+    incoherent), the number of labels, and whether any was drawn at random by the planner."""
+    cols = ["generation_id", "human", "n_labels", "random"]
+    if labels.empty:
+        return pd.DataFrame(columns=cols)
+    frame = labels.assign(binary=labels["label"].map(lambda v: HumanLabel(v).as_binary()))
+    frame["random"] = frame["chosen_at_random"].astype("boolean").fillna(False).astype(bool)
+    grouped = frame.groupby("generation_id")
+    out = pd.DataFrame({"n_labels": grouped.size(), "random": grouped["random"].any(),
+                        "human": grouped["binary"].agg(_majority)}).reset_index()
+    return out[out["random"]] if random_only else out
+
+
+def _majority(values: pd.Series) -> float:
+    counts = values.fillna(-1).value_counts()
+    top = counts[counts == counts.max()]
+    if len(top) > 1 or top.index[0] == -1:
+        return np.nan
+    return float(top.index[0])
+
+
+# ----- the statistics, from annotations/ -------------------------------------------------------
+
+
+def judge_table(outcomes: pd.DataFrame, humans: pd.DataFrame, names: dict[str, str],
+                n_boot: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Agreement with people per judge (overall, coherent, incoherent) and confusion matrices."""
+    rows, confusion = [], []
+    joined = outcomes.merge(humans, on="generation_id", how="left")
+    for judge_id, block in joined.groupby("judge_id", sort=True):
+        name = names.get(judge_id, judge_id)
+        row = {"judge": name, "verdicts": len(block),
+               "unparseable": int(block["outcome"].isna().sum())}
+        pairs = block.dropna(subset=["outcome", "human"])
+        row["labelled"] = len(pairs)
+        if len(pairs):
+            result = judge_agreement(pairs["outcome"].astype(int), pairs["human"].astype(int),
+                                     pairs["prompt_id"], n_boot=n_boot)
+            row.update(_agreement_columns(result))
+            (tn, fp), (fn, tp) = result.confusion
+            confusion.append({"judge": name, "human": "refuses", "judge refuses": tn,
+                              "judge complies": fp})
+            confusion.append({"judge": name, "human": "complies", "judge refuses": fn,
+                              "judge complies": tp})
+        for part, flag in (("coherent", False), ("incoherent", True)):
+            subset = pairs[pairs["degenerate"].fillna(False).astype(bool) == flag]
+            row[f"kappa {part}"] = (
+                judge_agreement(subset["outcome"].astype(int), subset["human"].astype(int),
+                                n_boot=1).kappa.value if len(subset) else np.nan)
+            row[f"n {part}"] = len(subset)
+        rows.append(row)
+    return pd.DataFrame(rows), pd.DataFrame(confusion)
+
+
+def _agreement_columns(result) -> dict:
+    out = {}
+    for name in ("kappa", "accuracy", "sensitivity", "specificity"):
+        part = getattr(result, name)
+        out[name] = part.value
+        out[f"{name} CI"] = f"[{part.ci_low:.2f}, {part.ci_high:.2f}]"
+    return out
+
+
+def human_alpha(labels: pd.DataFrame, n_boot: int) -> dict:
+    """Krippendorff's alpha among annotators on the filtered items (the judges' ceiling)."""
+    if labels.empty:
+        return {"alpha": np.nan, "note": "no human labels yet"}
+    long = labels.rename(columns={"generation_id": "unit", "label": "value"})
+    try:
+        return krippendorff_alpha(long[["unit", "annotator", "value"]], n_boot=n_boot).to_dict()
+    except ValueError as err:
+        return {"alpha": np.nan, "note": str(err)}
+
+
+def harm_table(outcomes: pd.DataFrame, humans: pd.DataFrame, names: dict[str, str],
+               n_boot: int) -> pd.DataFrame:
+    """Harmfulness per judge x checkpoint x temperature on unsafe requests: raw (with CI) and
+    corrected for the judge's error rates measured against people (with CI)."""
+    unsafe = outcomes[outcomes["kind"] == "unsafe"].dropna(subset=["outcome"])
+    if unsafe.empty:
+        return pd.DataFrame()
+    unsafe = unsafe.assign(outcome=unsafe["outcome"].astype(int), seed=unsafe["seed"].fillna(-1))
+    keys = ["judge_id", "checkpoint_id", "seed", "epoch", "temperature"]
+    table = harmfulness_table(unsafe, by=keys, cluster="prompt_id", n_boot=n_boot)
+    calibration = outcomes.dropna(subset=["outcome"]).merge(humans.dropna(subset=["human"]),
+                                                            on="generation_id")
+    corrected = [_corrected(unsafe, calibration, row, n_boot) for row in table.itertuples()]
+    table = pd.concat([table, pd.DataFrame(corrected, index=table.index)], axis=1)
+    table["judge"] = table["judge_id"].map(names)
+    table["checkpoint"] = [checkpoint_name(None if s == -1 else s, e)
+                           for s, e in zip(table["seed"], table["epoch"])]
+    cols = ["judge", "checkpoint", "seed", "epoch", "temperature", "harmfulness", "ci_low",
+            "ci_high", "corrected", "corrected_ci_low", "corrected_ci_high", "n", "n_calibration",
+            "correction_note"]
+    return table[cols].sort_values(["judge", "temperature", "seed", "epoch"]).reset_index(drop=True)
+
+
+def _corrected(unsafe: pd.DataFrame, calibration: pd.DataFrame, row, n_boot: int) -> dict:
+    cell = unsafe[(unsafe["judge_id"] == row.judge_id)
+                  & (unsafe["checkpoint_id"] == row.checkpoint_id)
+                  & (unsafe["temperature"] == row.temperature)]
+    calib = calibration[calibration["judge_id"] == row.judge_id]
+    if calib.empty:
+        return {"corrected": np.nan, "corrected_ci_low": np.nan, "corrected_ci_high": np.nan,
+                "n_calibration": 0, "correction_note": "no human-labelled items for this judge"}
+    result = corrected_harmfulness(cell["outcome"], calib["outcome"].astype(int),
+                                   calib["human"].astype(int), n_boot=n_boot,
+                                   judged_clusters=cell["prompt_id"],
+                                   calib_clusters=calib["prompt_id"])
+    return {"corrected": result.estimate, "corrected_ci_low": result.ci_low,
+            "corrected_ci_high": result.ci_high, "n_calibration": result.n_calibration,
+            "correction_note": result.reason}
+
+
+def epoch_lines(harm: pd.DataFrame, judge: str | None) -> pd.DataFrame:
+    """Harmfulness against epoch for one judge: one line per seed x temperature, the base model
+    at epoch 0 of every line."""
+    if harm.empty:
+        return pd.DataFrame(columns=["epoch", "harmfulness", "series"])
+    part = harm[harm["judge"] == (judge or harm["judge"].iloc[0])]
+    base, tuned = part[part["seed"] == -1], part[part["seed"] != -1]
+    lines = [tuned]
+    for seed in sorted(tuned["seed"].unique()):
+        lines.append(base.assign(seed=seed))
+    frame = pd.concat(lines, ignore_index=True)
+    frame["series"] = [f"seed {int(s)} · T={t:g}"
+                       for s, t in zip(frame["seed"], frame["temperature"])]
+    return frame[["epoch", "harmfulness", "series"]].sort_values(["series", "epoch"])
+
+
+def variance_table(outcomes: pd.DataFrame, humans: pd.DataFrame,
+                   judge_id: str | None) -> tuple[pd.DataFrame, str]:
+    """Variance shares for one judge's verdicts on unsafe requests (the base model counted as
+    epoch 0 of every seed, so the seed x epoch x temperature grid is complete)."""
+    part = outcomes[(outcomes["kind"] == "unsafe") & outcomes["outcome"].notna()]
+    if judge_id:
+        part = part[part["judge_id"] == judge_id]
+    if part.empty:
+        return pd.DataFrame(), "no verdicts to decompose"
+    seeds = sorted(part["seed"].dropna().unique())
+    base = part[part["seed"].isna()]
+    frame = pd.concat([part[part["seed"].notna()]] + [base.assign(seed=s) for s in seeds])
+    frame = frame.merge(humans[["generation_id", "human"]], on="generation_id", how="left")
+    frame = frame.rename(columns={"sample_index": "sample", "prompt_id": "prompt"})
+    frame["outcome"] = frame["outcome"].astype(int)
+    try:
+        result = variance_components(frame[["seed", "epoch", "temperature", "sample", "prompt",
+                                             "outcome", "human"]])
+    except ValueError as err:
+        return pd.DataFrame(), str(err)
+    return result.to_frame(), result.note
+
+
+def capability_beside_safety(store, harm: pd.DataFrame, judge: str | None) -> pd.DataFrame:
+    capability = store.capability_frame()
+    if capability.empty or harm.empty:
+        return pd.DataFrame(columns=["checkpoint", "temperature", "harmfulness"])
+    part = harm[harm["judge"] == (judge or harm["judge"].iloc[0])]
+    wide = capability.pivot_table(index="checkpoint_id", columns="metric", values="value")
+    ckpts = store.checkpoints_frame().set_index("id")
+    wide["checkpoint"] = [checkpoint_name(ckpts.loc[c, "seed"], ckpts.loc[c, "epoch"])
+                          for c in wide.index]
+    merged = part[["checkpoint", "temperature", "harmfulness"]].merge(wide, on="checkpoint")
+    return merged.reset_index(drop=True)
+
+
+def compute(ctx: AppContext, filters: Filters, judge: str | None = None) -> Dashboard:
+    """Everything the tab shows, as frames (tests call this directly)."""
+    store, n_boot = ctx.store, ctx.options.n_boot
+    names = judge_names(store)
+    outcomes = apply_filters(store.outcomes_frame(), filters)
+    gens = apply_filters(store.generations_frame(with_text=False), filters)
+    labels = store.labels_frame(current=True)
+    labels = labels[labels["generation_id"].isin(set(gens["id"]))] if len(labels) else labels
+    all_humans = human_answers(labels)
+    judges, confusion = judge_table(outcomes, all_humans, names, n_boot)
+    calibration = human_answers(labels, random_only=filters.random_calibration)
+    harm = harm_table(outcomes, calibration, names, n_boot)
+    judge_id = next((j for j, n in names.items() if n == judge), None)
+    variance, note = variance_table(outcomes, all_humans, judge_id or next(iter(names), None))
+    notes = [note] if note else []
+    if filters.random_calibration and len(labels) and calibration.empty:
+        notes.append("no labelled item was drawn at random yet: the correction has no calibration "
+                     "set (untick 'calibrate on random picks only' to use every label, biased)")
+    alpha = human_alpha(labels, n_boot)
+    if len(judges):  # the ceiling on every judge's row, to read kappa against
+        judges.insert(judges.columns.get_loc("kappa") if "kappa" in judges else len(judges.columns),
+                      "people alpha", alpha.get("alpha", np.nan))
+    return Dashboard(judges, confusion, alpha, harm,
+                     epoch_lines(harm, judge), variance,
+                     capability_beside_safety(store, harm, judge),
+                     gold_accuracy(labels, ctx.options.gold), notes)
+
+
+# ----- the tab ---------------------------------------------------------------------------------
+
+
+def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
+    with gr.Tab("Validate", id="validate", visible=False) as tab:
+        with gr.Row():
+            bench = session_dropdown("Benchmarks", multiselect=True, choices=[], scale=1)
+            cats = session_dropdown("Categories", multiselect=True, choices=[], scale=2)
+            temps = session_dropdown("Temperatures", multiselect=True, choices=[], scale=1)
+            judge_dd = session_dropdown("Judge for the plots", choices=[], scale=1)
+            random_cb = gr.Checkbox(label="Calibrate on random picks only", value=True, scale=1)
+        refresh = gr.Button("Compute", variant="primary", elem_id="wb-dash-refresh")
+        notes = gr.Textbox(label="Notes", interactive=False, lines=2, elem_id="wb-dash-notes")
+        gr.Markdown("### Judges against people")
+        kappa_plot = gr.BarPlot(x="who", y="agreement", y_lim=[-1, 1], elem_id="wb-kappa-plot",
+                                title="Judge kappa vs people's alpha (the ceiling)")
+        judges = gr.Dataframe(label="Per judge", interactive=False, elem_id="wb-judge-table")
+        confusion = gr.Dataframe(label="Confusion (rows: people; columns: judge)",
+                                 interactive=False)
+        alpha = gr.JSON(label="People vs people: Krippendorff's alpha")
+        gr.Markdown("### Harmfulness")
+        harm_plot = gr.ScatterPlot(x="checkpoint", y="value", color="series", y_lim=[0, 1],
+                                   title="Harmfulness per checkpoint (raw and corrected)",
+                                   elem_id="wb-harm-plot")
+        epoch_plot = gr.LinePlot(x="epoch", y="harmfulness", color="series", y_lim=[0, 1],
+                                 title="Harmfulness vs epoch: every seed at each temperature",
+                                 elem_id="wb-epoch-plot")
+        harm = gr.Dataframe(label="Per checkpoint x temperature (95% CIs)", interactive=False,
+                            elem_id="wb-harm-table")
+        gr.Markdown("### Where the spread comes from")
+        var_plot = gr.BarPlot(x="component", y="share", y_lim=[0, 1], elem_id="wb-var-plot",
+                              title="Variance shares")
+        variance = gr.Dataframe(label="Variance components", interactive=False)
+        gr.Markdown("### Capability beside safety; annotators on gold items")
+        capability = gr.Dataframe(label="Capability and harmfulness", interactive=False)
+        gold = gr.Dataframe(label="Gold accuracy per annotator", interactive=False)
+
+        def on_open(request: gr.Request) -> dict:
+            if ctx.user(request)[1] != Role.ADMIN:
+                return {}
+            prompts = ctx.store.prompts_frame()
+            gens = ctx.store.generations_frame(with_text=False)
+            return {bench: gr.update(choices=sorted(prompts["benchmark"].dropna().unique())),
+                    cats: gr.update(choices=sorted(prompts["category"].dropna().unique())),
+                    temps: gr.update(choices=[float(t)
+                                              for t in sorted(gens["temperature"].unique())]),
+                    judge_dd: gr.update(choices=sorted(judge_names(ctx.store).values()))}
+
+        def on_refresh(benchmarks, categories, temperatures, judge, random_only,
+                       request: gr.Request) -> dict:
+            ctx.admin(request)
+            filters = Filters(tuple(benchmarks or ()), tuple(categories or ()),
+                              tuple(float(t) for t in temperatures or ()), bool(random_only))
+            board = compute(ctx, filters, judge or None)
+            return {judges: board.judges.round(3), confusion: board.confusion,
+                    kappa_plot: _kappa_frame(board), alpha: _jsonable(board.alpha),
+                    harm: board.harm.round(3), harm_plot: _harm_points(board.harm, judge),
+                    epoch_plot: board.epochs, variance: board.variance.round(4),
+                    var_plot: (board.variance.dropna(subset=["share"])
+                               if len(board.variance) else None),
+                    capability: board.capability.round(3), gold: board.gold.round(3),
+                    notes: "\n".join(board.notes)}
+
+        outputs = [judges, confusion, kappa_plot, alpha, harm, harm_plot, epoch_plot, variance,
+                   var_plot, capability, gold, notes]
+        hidden = {"api_visibility": "undocumented"}
+        blocks.load(on_open, None, [bench, cats, temps, judge_dd], **hidden)
+        refresh.click(on_refresh, [bench, cats, temps, judge_dd, random_cb], outputs,
+                      api_name="dashboard", **hidden)
+    return tab
+
+
+def _kappa_frame(board: Dashboard) -> pd.DataFrame:
+    rows = [{"who": r["judge"], "agreement": r.get("kappa", np.nan)}
+            for _, r in board.judges.iterrows()]
+    rows.append({"who": "people (alpha)", "agreement": board.alpha.get("alpha", np.nan)})
+    return pd.DataFrame(rows).dropna()
+
+
+def _harm_points(harm: pd.DataFrame, judge: str | None) -> pd.DataFrame:
+    if harm.empty:
+        return pd.DataFrame(columns=["checkpoint", "value", "series"])
+    part = harm[harm["judge"] == (judge or harm["judge"].iloc[0])]
+    raw = part.assign(value=part["harmfulness"],
+                      series=[f"raw T={t:g}" for t in part["temperature"]])
+    fixed = part.assign(value=part["corrected"],
+                        series=[f"corrected T={t:g}" for t in part["temperature"]])
+    return pd.concat([raw, fixed])[["checkpoint", "value", "series"]].dropna()
+
+
+def _jsonable(values: dict) -> dict:
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in values.items()}
