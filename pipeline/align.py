@@ -52,7 +52,7 @@ def training_pairs(spec: AlignSpec) -> list[Any]:
     """All data sets of the spec, mixed in a seeded order."""
     pairs: list[Any] = []
     for data in spec.data:
-        pairs += load_instructions(data.shape, data.path, n=data.n, seed=data.seed)
+        pairs += load_instructions(data.shape, data.path, n=data.n, seed=data.seed) * data.repeat
     random.Random(spec.seed).shuffle(pairs)
     return pairs
 

@@ -29,6 +29,7 @@ class DataSpec:
     n: int | None = None
     seed: int = 0
     self_generated: bool = False  # the paper's control: train on the base model's own answers
+    repeat: int = 1  # upsampling: each pair is used this many times per epoch
 
 
 @dataclass(frozen=True)

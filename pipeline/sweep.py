@@ -164,7 +164,7 @@ class Sweep:
                     self._evaluate(switcher, checkpoint)
 
     def _pairs(self, switcher: AdapterSwitcher, base: str, data: DataSpec) -> list[Any]:
-        pairs = load_instructions(data.shape, data.path, n=data.n, seed=data.seed)
+        pairs = load_instructions(data.shape, data.path, n=data.n, seed=data.seed) * data.repeat
         if data.self_generated:
             gen = self.config.generation
             pairs = self._timed("self_generated", self_generated, switcher, base, pairs, self.out,
