@@ -145,3 +145,24 @@ def test_sweep_killed_mid_way_resumes_to_the_same_result(tmp_path, tiny_model_di
     texts, verdicts = rows(final)
     whole_texts, whole_verdicts = rows(whole)
     assert texts == whole_texts and verdicts == whole_verdicts
+
+
+def test_self_generated_control_trains_on_the_base_models_own_answers(tmp_path, tiny_model_dir):
+    from pipeline.generate import AdapterSwitcher, sample_batch
+    from pipeline.instructions import InstructionPair
+    from pipeline.models import chat_prompt, load_model
+    from pipeline.sweep import self_generated
+
+    switcher = AdapterSwitcher(*load_model(str(tiny_model_dir)))
+    pairs = [InstructionPair(id=str(i), instruction=f"tell me about the {w}", context="",
+                             response="a human answer", category="open_qa")
+             for i, w in enumerate(["car", "book", "day"])]
+    replaced = self_generated(switcher, str(tiny_model_dir), pairs, tmp_path, 6, batch_size=2)
+    expected = sample_batch(switcher.model, switcher.tokenizer,
+                            [chat_prompt(switcher.tokenizer, p.instruction) for p in pairs],
+                            0.0, 6, seed=0)
+    assert [p.response for p in replaced] == [text for text, _, _ in expected]
+    assert [p.instruction for p in replaced] == [p.instruction for p in pairs]
+    cached = list(tmp_path.glob("self-generated-*.json"))
+    assert len(cached) == 1  # generated once, then read back
+    assert self_generated(switcher, str(tiny_model_dir), pairs, tmp_path, 6, 2) == replaced
