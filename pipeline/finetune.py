@@ -153,8 +153,9 @@ def build_trainer(base_model: str, seed: int, pairs: Sequence[Any], settings: Tr
         per_device_train_batch_size=settings.micro_batch_size,
         gradient_accumulation_steps=accumulation, learning_rate=settings.learning_rate,
         lr_scheduler_type=settings.lr_scheduler, warmup_steps=settings.warmup_ratio,
-        max_length=None if settings.packing else settings.max_length,
-        packing=settings.packing, padding_free=settings.packing, completion_only_loss=True,
+        # Packing ("bfd") packs to max_length and is padding-free by itself (position ids restart
+        # per example); without it each batch is padded to its own longest example.
+        max_length=settings.max_length, packing=settings.packing, completion_only_loss=True,
         optim=optimizer_name(settings, device), seed=seed, data_seed=seed,
         save_strategy="epoch", logging_steps=1, report_to="none", disable_tqdm=not progress,
         gradient_checkpointing=settings.gradient_checkpointing, use_cpu=device == "cpu",

@@ -91,3 +91,14 @@ def test_a_new_store_over_the_same_outputs_recovers_the_epochs(tmp_path, tiny_mo
     again = finetune(fresh, run, PAIRS, SETTINGS, tmp_path / "out", progress=False)
     assert [(c.epoch, c.adapter_path) for c in again] == [(c.epoch, c.adapter_path) for c in first]
     assert again[0].train_loss == first[0].train_loss
+
+
+def test_padding_free_packing_trains(tmp_path, tiny_model_dir):
+    from dataclasses import replace
+
+    store = Store.open(tmp_path / "s.db")
+    packed = replace(SETTINGS, packing=True, epochs=1)
+    run = Run(base_model=str(tiny_model_dir), dataset="toy", seed=1,
+              hyperparameters=packed.hyperparameters())
+    checkpoints = finetune(store, run, PAIRS, packed, tmp_path / "out", progress=False)
+    assert [c.epoch for c in checkpoints] == [1] and checkpoints[0].train_loss > 0
