@@ -176,10 +176,11 @@ def _insert(conn: Connection, table: Table):
     return insert(table)
 
 
-def _upsert(conn: Connection, table: Table, rows: Sequence[dict], update: bool = True) -> None:
-    """Insert rows; on a repeated key update them (pipeline rows) or keep the old (human rows)."""
+def _upsert(conn: Connection, table: Table, rows: Sequence[dict], update: bool = True) -> int:
+    """Insert rows; on a repeated key update them (pipeline rows) or keep the old (human rows).
+    Returns how many rows were written (with update=False: how many were new)."""
     if not rows:
-        return
+        return 0
     key = [c.name for c in table.primary_key.columns]
     stmt = _insert(conn, table)
     if update:
@@ -187,8 +188,10 @@ def _upsert(conn: Connection, table: Table, rows: Sequence[dict], update: bool =
         stmt = stmt.on_conflict_do_update(index_elements=key, set_=changed)
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=key)
+    written = 0
     for start in range(0, len(rows), 5000):
-        conn.execute(stmt, list(rows[start:start + 5000]))
+        written += conn.execute(stmt, list(rows[start:start + 5000])).rowcount
+    return written
 
 
 def _dump(record: Any, **extra: Any) -> dict:
@@ -313,19 +316,13 @@ class Store:
     def add_labels(self, items: Iterable[Label]) -> int:
         """Insert labels; returns how many were new (a repeated submission id is ignored)."""
         rows = [_dump(lab) for lab in items]
-        with self._begin() as conn:
-            before = conn.execute(select(func.count()).select_from(labels)).scalar_one()
-            _upsert(conn, labels, rows, update=False)
-            after = conn.execute(select(func.count()).select_from(labels)).scalar_one()
-        return after - before
+        with self._begin() as conn:  # one write, no read first: no snapshot to go stale
+            return _upsert(conn, labels, rows, update=False)
 
     def add_votes(self, items: Iterable[Vote]) -> int:
         rows = [_dump(v) for v in items]
         with self._begin() as conn:
-            before = conn.execute(select(func.count()).select_from(votes)).scalar_one()
-            _upsert(conn, votes, rows, update=False)
-            after = conn.execute(select(func.count()).select_from(votes)).scalar_one()
-        return after - before
+            return _upsert(conn, votes, rows, update=False)
 
     # ----- reads -----
     def existing_ids(self, table_name: str, ids: Sequence[str]) -> set[str]:

@@ -140,3 +140,14 @@ def _open_and_count(path: str) -> int:
     from annotations.store import Store, schema_version
 
     return schema_version(Store.open(path).engine)
+
+
+def test_add_labels_counts_only_new_rows_in_a_mixed_batch(tmp_path):
+    store = Store.open(tmp_path / "s.db")
+    _, _, gen = _seed(store)
+    store.add_annotator(Annotator(name="cy"))
+    old = Label(generation_id=gen.id, annotator="cy", label=HumanLabel.COMPLIES)
+    store.add_labels([old])
+    batch = [old, Label(generation_id=gen.id, annotator="cy", label=HumanLabel.REFUSES),
+             Label(generation_id=gen.id, annotator="cy", label=HumanLabel.INCOHERENT)]
+    assert store.add_labels(batch) == 2
