@@ -18,6 +18,7 @@ import getpass
 import hashlib
 import hmac
 import os
+import re
 import secrets
 
 from annotations.records import Annotator, Role
@@ -55,8 +56,9 @@ def add_annotator(store: Store, name: str, role: Role | str, password: str,
                   replace: bool = True) -> Annotator:
     """Create (or with `replace`, update the role and password of) an account."""
     name = name.strip()
-    if not name or any(c.isspace() for c in name):
-        raise ValueError(f"an annotator name must be one word, got {name!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):  # it is shown in the page
+        raise ValueError(f"an annotator name is one word of letters, digits and _ . @ -, "
+                         f"got {name!r}")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     if not replace and store.annotator(name) is not None:

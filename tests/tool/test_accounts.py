@@ -58,3 +58,16 @@ def test_ensure_admin_only_once(tmp_path):
 def test_read_password_from_environment(monkeypatch):
     monkeypatch.setenv(accounts.PASSWORD_ENV, "from the environment")
     assert accounts.read_password() == "from the environment"
+
+
+def test_names_that_could_carry_markup_are_refused(tmp_path):
+    import pytest
+
+    from annotations.store import Store
+    from tool.accounts import add_annotator
+
+    store = Store.open(tmp_path / "s.db")
+    for bad in ["<img/src=x/onerror=alert(1)>", "two words", "", "a" * 65]:
+        with pytest.raises(ValueError):
+            add_annotator(store, bad, "annotator", "long-enough-password")
+    assert add_annotator(store, "ada.l-1@lab", "annotator", "long-enough-password").name == "ada.l-1@lab"
