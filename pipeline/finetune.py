@@ -52,6 +52,7 @@ class TrainSettings:
     optimizer: str = "adamw_8bit"  # falls back to plain AdamW where bitsandbytes cannot run
     packing: bool = False  # padding-free packing instead of padding to the longest in a batch
     gradient_checkpointing: bool = False
+    bf16: bool | None = None  # bf16 autocast; None: on a GPU only (CPUs with avx512_bf16 gain too)
     lora: LoraSettings = field(default_factory=LoraSettings)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -159,7 +160,8 @@ def build_trainer(base_model: str, seed: int, pairs: Sequence[Any], settings: Tr
         optim=optimizer_name(settings, device), seed=seed, data_seed=seed,
         save_strategy="epoch", logging_steps=1, report_to="none", disable_tqdm=not progress,
         gradient_checkpointing=settings.gradient_checkpointing, use_cpu=device == "cpu",
-        bf16=device.startswith("cuda"), dataloader_num_workers=0)
+        bf16=device.startswith("cuda") if settings.bf16 is None else settings.bf16,
+        dataloader_num_workers=0)
     lora = LoraConfig(r=settings.lora.r, lora_alpha=settings.lora.alpha,
                       lora_dropout=settings.lora.dropout,
                       target_modules=list(settings.lora.target_modules), task_type="CAUSAL_LM")
