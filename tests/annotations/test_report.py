@@ -1,4 +1,4 @@
-"""The report on the simulated sweep of test_analysis: its numbers are the analysis functions'
+"""The report on the simulated sweep of sweep_builder: its numbers are the analysis functions'
 numbers, the HTML page is one self-contained file with a figure per plot and escaped store text,
 and sections without data say so instead of failing."""
 
@@ -9,10 +9,11 @@ import re
 
 import pandas as pd
 import pytest
-from test_analysis import CATEGORIES, build_sweep  # the same simulated sweep
+from sweep_builder import CATEGORIES, build_sweep  # the same simulated sweep as test_analysis
 
 from annotations.analysis import Frames, PROMINENT_CATEGORIES, harmfulness_report
-from annotations.report import SECTIONS, build_report, report_command, write_html
+from annotations.report import build_report, report_command, write_html
+from annotations.report_html import SECTIONS
 from annotations.store import Store
 
 TITLES = [title for _, title in SECTIONS]
