@@ -102,3 +102,20 @@ def test_padding_free_packing_trains(tmp_path, tiny_model_dir):
               hyperparameters=packed.hyperparameters())
     checkpoints = finetune(store, run, PAIRS, packed, tmp_path / "out", progress=False)
     assert [c.epoch for c in checkpoints] == [1] and checkpoints[0].train_loss > 0
+
+
+def test_4bit_qlora_path_trains_on_cpu(tmp_path, tiny_model_dir):
+    """bitsandbytes' NF4 runs on CPU too (slowly), so the QLoRA path is exercised without a GPU."""
+    from dataclasses import replace
+
+    import pytest
+
+    pytest.importorskip("bitsandbytes")
+    store = Store.open(tmp_path / "s.db")
+    qlora = replace(SETTINGS, quantization="4bit", epochs=1)
+    run = Run(base_model=str(tiny_model_dir), dataset="toy", seed=1,
+              hyperparameters=qlora.hyperparameters())
+    checkpoints = finetune(store, run, PAIRS, qlora, tmp_path / "out", progress=False)
+    assert [c.epoch for c in checkpoints] == [1] and checkpoints[0].train_loss > 0
+    adapter = load_file(Path(checkpoints[0].adapter_path) / "adapter_model.safetensors")
+    assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
