@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import random
 import time
 from collections import defaultdict
@@ -37,7 +36,6 @@ from pipeline.instructions import load_instructions
 from pipeline.judge import judge_store
 from pipeline.models import LoadOptions, chat_prompt, load_model
 
-log = logging.getLogger(__name__)
 CAPABILITY_BENCHMARK = "capability-heldout"
 
 
