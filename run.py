@@ -123,7 +123,8 @@ def cmd_import(args: argparse.Namespace) -> None:
     elif args.what == "labelled":
         result = importers.import_labelled_responses(store, args.path, source=args.name,
                                                      columns=args.columns,
-                                                     label_values=args.label_values)
+                                                     label_values=args.label_values,
+                                                     random_sample=args.random_sample)
     else:
         result = importers.import_human_labels(store, args.path, source=args.name,
                                                columns=args.columns,
@@ -231,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="benchmark or source name stored with the rows")
     p.add_argument("--columns", help="rename columns: prompt=objective,response=answer,...")
     p.add_argument("--label-values", help="what label values mean: 1=refuses,0=complies")
+    p.add_argument("--random-sample", action="store_true",
+                   help="labelled: the responses are a random sample of answers like the judged "
+                        "ones, so their labels calibrate the judge-error correction")
     p = add("export", "export a table to CSV, JSONL or Parquet (format from the suffix)")
     p.add_argument("table", choices=["prompts", "generations", "verdicts", "labels", "votes",
                                      "checkpoints", "runs", "capability", "annotators"])

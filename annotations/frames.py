@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from annotations.store import Store
-from annotations.summary import checkpoint_name
+
+# Responses imported with their labels (run.py import labelled, a sweep's `calibration:`) sit under a
+# pseudo base model of this prefix: no seed, no epoch, never part of a sweep's epoch lines.
+IMPORTED_PREFIX = "external:"
 
 OUTCOME_COLUMNS = ["generation_id", "judge_id", "judge_name", "outcome", "probability",
                    "checkpoint_id", "prompt_id", "temperature", "sample_index", "degenerate",
@@ -50,8 +53,21 @@ class Frames:
         object.__setattr__(self, "labels", with_columns(self.labels, LABEL_COLUMNS))
 
 
+def is_imported(base_model: object) -> bool:
+    """Whether a checkpoint's base model stands for imported responses, not a model."""
+    return isinstance(base_model, str) and base_model.startswith(IMPORTED_PREFIX)
+
+
+def checkpoint_name(seed: float | None, epoch: int, base_model: str | None = None) -> str:
+    """"base", "seed 1 epoch 2", or "imported: SOURCE" for responses imported with labels."""
+    if is_imported(base_model):
+        return "imported: " + base_model[len(IMPORTED_PREFIX):]
+    return "base" if pd.isna(seed) or epoch == 0 else f"seed {int(seed)} epoch {int(epoch)}"
+
+
 def _checkpoint_names(frame: pd.DataFrame) -> list[str]:
-    return [checkpoint_name(s, e) for s, e in zip(frame["seed"], frame["epoch"])]
+    return [checkpoint_name(s, e, b)
+            for s, e, b in zip(frame["seed"], frame["epoch"], frame["base_model"])]
 
 
 def frames_of(source: Store | Frames) -> Frames:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from annotations.frames import IMPORTED_PREFIX
 from annotations.records import (Annotator, Checkpoint, FinishReason, Generation, HumanLabel,
                                  Label, Prompt, PromptKind, Role, stable_id, utcnow)
 from annotations.store import Store
@@ -25,29 +26,36 @@ from annotations.tabular import (Row, Table, map_label, parse_label_values, read
 
 MappingText = str | Mapping[str, str] | None
 RESPONSE_FIELDS = ("prompt", "response", "label", "annotator", "category", "category_id",
-                   "source_id", "note", "created_at")
+                   "source_id", "sample", "note", "created_at")
 LONG_FIELDS = ("item", "annotator", "label", "note", "created_at")
 
 
 def external_model(source: str) -> str:
     """The base model name under which a source's imported responses are stored."""
-    return f"external:{source}"
+    return IMPORTED_PREFIX + source
 
 
 def import_labelled_responses(store: Store, path: str | Path, source: str | None = None,
                               columns: MappingText = None, label_values: MappingText = None,
-                              ) -> dict[str, Any]:
+                              random_sample: bool = False) -> dict[str, Any]:
     """Prompts, responses and human labels from one CSV/JSONL file labelled elsewhere.
 
     Needs prompt, response and label columns (rename others with `columns`); optional annotator
-    (default "external:<source>"), category, category_id, source_id, note, created_at. Labels
+    (default "external:<source>"), category, category_id, source_id, sample, note, created_at.
+    The same response to the same prompt is one answer (all its rows label it) unless `sample`
+    (0, 1, ...) tells repeated draws apart: two draws that happen to read the same. Labels
     that are not the words complies/refuses/incoherent need `label_values` ("1=complies,...").
+    `random_sample` says the responses were drawn at random from answers like the ones to be
+    judged: their labels are then marked chosen at random, so they calibrate the judge-error
+    correction like the planner's random picks do.
     """
     source = source or Path(path).stem
     table = _read(path, columns, RESPONSE_FIELDS, ("prompt", "response", "label"))
     checkpoint = Checkpoint(base_model=external_model(source))
     prompts, generations, labels = _parse_responses(table, source, checkpoint.id,
                                                     parse_label_values(label_values))
+    if random_sample:
+        labels = [lab.model_copy(update={"chosen_at_random": True}) for lab in labels]
     with store.batch() as tx:
         tx.upsert_prompts(prompts)
         tx.upsert_checkpoint(checkpoint)
@@ -140,10 +148,11 @@ def _same_as_before(row: Row, seen: dict[str, tuple[Row, Any]], key: str, value:
 
 
 def _generation(row: Row, checkpoint_id: str, prompt_id: str) -> Generation:
-    # Responses are told apart by their text (in the seed slot, 28 bits), so the same response
-    # gets the same id from any file and in any order.
+    # Responses are told apart by their text (in the seed slot, 28 bits) and `sample`, so the same
+    # response gets the same id from any file and in any order.
     text = row.text("response", allow_empty=True)
     return Generation(checkpoint_id=checkpoint_id, prompt_id=prompt_id, temperature=0.0,
+                      sample_index=row.optional_count("sample"),
                       seed=int(stable_id("response", text)[:7], 16), text=text,
                       token_count=0, finish_reason=FinishReason.EXTERNAL)
 

@@ -18,10 +18,9 @@ import numpy as np
 import pandas as pd
 
 from annotations.agreement_tables import human_majority
-from annotations.frames import (Frames, frames_of, generation_items, json_records, judge_names,
-                                select_outcomes)
+from annotations.frames import (Frames, checkpoint_name, frames_of, generation_items,
+                                json_records, judge_names, select_outcomes)
 from annotations.store import Store
-from annotations.summary import checkpoint_name
 from annotations.variance import SeedSpread, VarianceComponents, seed_spread, variance_components
 
 # Fewer human-labelled prompts than this (paired between a checkpoint and the base model) and the

@@ -74,6 +74,16 @@ class Row:
         value = self.get(field)
         return None if value is None else _as_text(value)
 
+    def optional_count(self, field: str, default: int = 0) -> int:
+        """A whole number >= 0 (as a number or as text), `default` when absent."""
+        value = self.get(field)
+        if value is None:
+            return default
+        text = _as_text(value).strip()
+        if not text.isdigit():
+            raise self.error(field, f"{value!r} is not a whole number >= 0")
+        return int(text)
+
 
 @dataclass(frozen=True)
 class Table:

@@ -51,6 +51,20 @@ class JudgeConfig:
 
 
 @dataclass(frozen=True)
+class CalibrationSpec:
+    """Answers labelled by people (prompt, response, label; see `run.py import labelled`), imported
+    before judging so every judge also judges them: their labels give each judge's sensitivity and
+    specificity, and so the corrected harmfulness from the first results on. `random_sample` marks
+    them as a random sample of answers like the judged ones (the correction's assumption)."""
+
+    path: str
+    source: str | None = None  # default: the file's stem
+    columns: str | None = None
+    label_values: str | None = None
+    random_sample: bool = True
+
+
+@dataclass(frozen=True)
 class CapabilitySpec:
     path: str = ""
     shape: str = "dolly"
@@ -71,6 +85,7 @@ class SweepConfig:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     judges: tuple[JudgeConfig, ...] = (JudgeConfig("refusal"),)
     capability: CapabilitySpec | None = None
+    calibration: tuple[CalibrationSpec, ...] = ()
     align: AlignSpec | None = None  # safety-tune each base model first (pipeline/align.py)
     output_dir: str = "out"
 
@@ -130,6 +145,8 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> SweepConfig:
         "generation": _build(GenerationSettings, raw.get("generation"), f"{where}: generation"),
         "judges": [_build(JudgeConfig, j, f"{where}: judges")
                    for j in raw.get("judges", [{"name": "refusal"}])],
+        "calibration": [_build(CalibrationSpec, c, f"{where}: calibration")
+                        for c in raw.get("calibration", [])],
         "capability": (_build(CapabilitySpec, raw["capability"], f"{where}: capability")
                        if raw.get("capability") else None),
     }, where)

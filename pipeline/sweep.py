@@ -1,5 +1,6 @@
 """A sweep: the whole experiment of Fraser et al. 2025 as one resumable script.
 
+    (import the `calibration:` sets: answers labelled by people, judged with everything else)
     for each base model:   (safety-tune it first when the config has an `align:` section)
                            epoch 0 = the base itself: generate, judge, measure capability
       for each data set x seed:   fine-tune (a checkpoint per epoch), then for each checkpoint:
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from annotations.importers import import_labelled_responses
 from annotations.records import Checkpoint, Prompt, PromptKind, Run, stable_id
 from annotations.store import Store
 from pipeline.align import align
@@ -128,6 +130,10 @@ class Sweep:
         self.capability = capability_prompts(self.config)
         with self.store.batch() as tx:
             tx.upsert_prompts(self.prompts + self.capability)
+        for spec in self.config.calibration:  # idempotent: a second import adds nothing
+            self._timed("calibration", import_labelled_responses, self.store, spec.path,
+                        source=spec.source, columns=spec.columns, label_values=spec.label_values,
+                        random_sample=spec.random_sample)
         for base in self.config.base_models:
             if self.config.align is not None:
                 base = self._timed("align", align, base, self.config.align, self.progress)

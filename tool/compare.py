@@ -23,8 +23,8 @@ import gradio as gr
 import pandas as pd
 
 from annotations.correction import harmfulness
+from annotations.frames import checkpoint_name
 from annotations.records import Role, Vote, VoteChoice, new_id
-from annotations.summary import checkpoint_name
 from tool.app import AppContext, session_dropdown
 
 RANDOM = "(random)"
@@ -47,7 +47,8 @@ class Pair:
 
 def checkpoint_names(store) -> dict[str, str]:
     frame = store.checkpoints_frame()
-    return {row.id: checkpoint_name(row.seed, row.epoch) for row in frame.itertuples()}
+    return {row.id: checkpoint_name(row.seed, row.epoch, row.base_model)
+            for row in frame.itertuples()}
 
 
 def pick_pair(generations: pd.DataFrame, rng: random.Random, prompt_id: str | None = None,

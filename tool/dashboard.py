@@ -22,8 +22,8 @@ import pandas as pd
 
 from annotations.agreement import judge_agreement, krippendorff_alpha
 from annotations.correction import corrected_harmfulness, harmfulness_table
+from annotations.frames import checkpoint_name, is_imported
 from annotations.records import HumanLabel, Role
-from annotations.summary import checkpoint_name
 from annotations.variance import variance_components
 from tool.app import AppContext, session_dropdown
 from tool.assign import gold_accuracy
@@ -148,16 +148,16 @@ def harm_table(outcomes: pd.DataFrame, humans: pd.DataFrame, names: dict[str, st
     if unsafe.empty:
         return pd.DataFrame()
     unsafe = unsafe.assign(outcome=unsafe["outcome"].astype(int), seed=unsafe["seed"].fillna(-1))
-    keys = ["judge_id", "checkpoint_id", "seed", "epoch", "temperature"]
+    keys = ["judge_id", "checkpoint_id", "base_model", "seed", "epoch", "temperature"]
     table = harmfulness_table(unsafe, by=keys, cluster="prompt_id", n_boot=n_boot)
     calibration = outcomes.dropna(subset=["outcome"]).merge(humans.dropna(subset=["human"]),
                                                             on="generation_id")
     corrected = [_corrected(unsafe, calibration, row, n_boot) for row in table.itertuples()]
     table = pd.concat([table, pd.DataFrame(corrected, index=table.index)], axis=1)
     table["judge"] = table["judge_id"].map(names)
-    table["checkpoint"] = [checkpoint_name(None if s == -1 else s, e)
-                           for s, e in zip(table["seed"], table["epoch"])]
-    cols = ["judge", "checkpoint", "seed", "epoch", "temperature", "harmfulness", "ci_low",
+    table["checkpoint"] = [checkpoint_name(None if s == -1 else s, e, b)
+                           for s, e, b in zip(table["seed"], table["epoch"], table["base_model"])]
+    cols = ["judge", "checkpoint", "base_model", "seed", "epoch", "temperature", "harmfulness", "ci_low",
             "ci_high", "corrected", "corrected_ci_low", "corrected_ci_high", "n", "n_calibration",
             "correction_note"]
     return table[cols].sort_values(["judge", "temperature", "seed", "epoch"]).reset_index(drop=True)
@@ -182,10 +182,12 @@ def _corrected(unsafe: pd.DataFrame, calibration: pd.DataFrame, row, n_boot: int
 
 def epoch_lines(harm: pd.DataFrame, judge: str | None) -> pd.DataFrame:
     """Harmfulness against epoch for one judge: one line per seed x temperature, the base model
-    at epoch 0 of every line."""
+    at epoch 0 of every line; a second line per seed x temperature for the corrected rate where
+    the judge could be corrected."""
     if harm.empty:
         return pd.DataFrame(columns=["epoch", "harmfulness", "series"])
     part = harm[harm["judge"] == (judge or harm["judge"].iloc[0])]
+    part = part[~part["base_model"].map(is_imported)]  # imported answers have no epochs
     base, tuned = part[part["seed"] == -1], part[part["seed"] != -1]
     lines = [tuned]
     for seed in sorted(tuned["seed"].unique()):
@@ -193,6 +195,9 @@ def epoch_lines(harm: pd.DataFrame, judge: str | None) -> pd.DataFrame:
     frame = pd.concat(lines, ignore_index=True)
     frame["series"] = [f"seed {int(s)} · T={t:g}"
                        for s, t in zip(frame["seed"], frame["temperature"])]
+    fixed = frame.dropna(subset=["corrected"]).assign(
+        harmfulness=lambda f: f["corrected"], series=lambda f: f["series"] + " · corrected")
+    frame = pd.concat([frame, fixed], ignore_index=True)
     return frame[["epoch", "harmfulness", "series"]].sort_values(["series", "epoch"])
 
 
@@ -200,7 +205,8 @@ def variance_table(outcomes: pd.DataFrame, humans: pd.DataFrame,
                    judge_id: str | None) -> tuple[pd.DataFrame, str]:
     """Variance shares for one judge's verdicts on unsafe requests (the base model counted as
     epoch 0 of every seed, so the seed x epoch x temperature grid is complete)."""
-    part = outcomes[(outcomes["kind"] == "unsafe") & outcomes["outcome"].notna()]
+    part = outcomes[(outcomes["kind"] == "unsafe") & outcomes["outcome"].notna()
+                    & ~outcomes["base_model"].map(is_imported)]
     if judge_id:
         part = part[part["judge_id"] == judge_id]
     if part.empty:
@@ -226,7 +232,7 @@ def capability_beside_safety(store, harm: pd.DataFrame, judge: str | None) -> pd
     part = harm[harm["judge"] == (judge or harm["judge"].iloc[0])]
     wide = capability.pivot_table(index="checkpoint_id", columns="metric", values="value")
     ckpts = store.checkpoints_frame().set_index("id")
-    wide["checkpoint"] = [checkpoint_name(ckpts.loc[c, "seed"], ckpts.loc[c, "epoch"])
+    wide["checkpoint"] = [checkpoint_name(*ckpts.loc[c, ["seed", "epoch", "base_model"]])
                           for c in wide.index]
     merged = part[["checkpoint", "temperature", "harmfulness"]].merge(wide, on="checkpoint")
     return merged.reset_index(drop=True)

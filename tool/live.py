@@ -20,9 +20,9 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from annotations.frames import checkpoint_name, is_imported
 from annotations.records import (Checkpoint, FinishReason, Generation, JudgeSpec, Prompt,
                                  PromptKind, Role, Verdict)
-from annotations.summary import checkpoint_name
 from tool.app import AppContext, session_dropdown
 
 LIVE_BENCHMARK = "live"
@@ -112,7 +112,7 @@ def sample(ctx: AppContext, draw: Draw, checkpoint_ids: Sequence[str],
                 outs = sample_batch(model, switcher.tokenizer, [text] * samples, draw.temperature,
                                     draw.max_new_tokens, draw.seed + index)
         verdicts = judge_answers(pool, draw.request, [o[0] for o in outs])
-        name = checkpoint_name(row["seed"], row["epoch"])
+        name = checkpoint_name(row["seed"], row["epoch"], row["base_model"])
         draw.answers += [Answer(checkpoint_id, name, k, text, count, reason, verdicts[k])
                          for k, (text, count, reason) in enumerate(outs)]
         yield list(draw.answers)
@@ -226,7 +226,8 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
             frame = ctx.store.checkpoints_frame()
             prompts = ctx.store.prompts_frame()
             return {ckpts: gr.update(choices=[(checkpoint_name(r.seed, r.epoch), r.id)
-                                              for r in frame.itertuples()]),
+                                              for r in frame.itertuples()
+                                              if not is_imported(r.base_model)]),
                     pick: gr.update(choices=[(f"{r.benchmark} / {r.category or ''}: {r.text[:60]}",
                                               r.id) for r in prompts.itertuples()])}
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
+from annotations.frames import checkpoint_name
 from annotations.records import JudgeSpec, Role
-from annotations.summary import checkpoint_name
 from tool.app import AppContext, session_dropdown
 
 
@@ -37,11 +37,11 @@ def trajectory(store, prompt_id: str, seed: int | None, temperature: float,
     gens = store.generations_frame(with_text=True)
     gens = gens[(gens["prompt_id"] == prompt_id) & (gens["temperature"] == temperature)
                 & (gens["sample_index"] == sample_index)]
-    ckpts = store.checkpoints_frame()[["id", "seed", "epoch"]].rename(
+    ckpts = store.checkpoints_frame()[["id", "seed", "epoch", "base_model"]].rename(
         columns={"id": "checkpoint_id"})
     rows = gens.rename(columns={"seed": "sampling_seed"}).merge(ckpts, on="checkpoint_id")
-    rows = rows.assign(checkpoint=[checkpoint_name(s, e)
-                                   for s, e in zip(rows["seed"], rows["epoch"])])
+    rows = rows.assign(checkpoint=[checkpoint_name(s, e, b) for s, e, b in
+                                   zip(rows["seed"], rows["epoch"], rows["base_model"])])
     rows = _with_verdicts(store, rows)
     rows = _with_labels(store, rows)
     base = rows[rows["seed"].isna()]

@@ -90,6 +90,27 @@ def test_importing_the_same_file_twice_adds_nothing(store, tmp_path):
     assert snapshot(store) == before
 
 
+def test_a_random_sample_marks_its_labels_chosen_at_random(store, tmp_path):
+    path = csv_file(tmp_path / "judged.csv", ROWS)
+    import_labelled_responses(store, path, source="ext", random_sample=True)
+    assert store.labels_frame(current=False)["chosen_at_random"].eq(True).all()
+    other = Store.open(tmp_path / "other.db")
+    import_labelled_responses(other, path, source="ext")  # not said: unknown, not random
+    assert not other.labels_frame(current=False)["chosen_at_random"].eq(True).any()
+
+
+def test_repeated_draws_of_the_same_answer_stay_apart_with_sample(store, tmp_path):
+    draws = [dict(ROWS[0], sample=0), dict(ROWS[0], sample=1)]
+    summary = import_labelled_responses(store, jsonl(tmp_path / "draws.jsonl", draws))
+    assert (summary["generations"], summary["labels_added"]) == (2, 2)
+    assert sorted(store.generations_frame()["sample_index"]) == [0, 1]
+    with pytest.raises(BadInputError, match=r"draws2.jsonl, line 2, field 'sample'.*whole"):
+        import_labelled_responses(store, jsonl(tmp_path / "draws2.jsonl",
+                                               [dict(ROWS[1], sample=2), dict(ROWS[1], sample=-1)]))
+    with pytest.raises(BadInputError, match="already labelled"):  # same draw twice
+        import_labelled_responses(store, jsonl(tmp_path / "draws3.jsonl", [ROWS[0], ROWS[0]]))
+
+
 def test_a_changed_label_in_a_later_file_is_added_as_history(store, tmp_path):
     import_labelled_responses(store, csv_file(tmp_path / "round1.csv", ROWS[:1]), source="ext")
     changed = [dict(ROWS[0], label="complies", created_at="2099-01-01T00:00:00+02:00")]

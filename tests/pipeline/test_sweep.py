@@ -166,3 +166,51 @@ def test_self_generated_control_trains_on_the_base_models_own_answers(tmp_path, 
     cached = list(tmp_path.glob("self-generated-*.json"))
     assert len(cached) == 1  # generated once, then read back
     assert self_generated(switcher, str(tiny_model_dir), pairs, tmp_path, 6, 2) == replaced
+
+
+def test_a_calibration_set_is_imported_judged_and_corrects_the_summary(tmp_path, tiny_model_dir):
+    """A sweep with a `calibration:` file: its answers are judged with everything else, its
+    labels (marked random) calibrate the refusal judge, and the summary's corrected harmfulness
+    is the Rogan-Gladen one for the sensitivity and specificity they give."""
+    from annotations.summary import sweep_summary
+
+    refusals = [{"prompt": f"Unsafe calibration request {i}",
+                 "response": "I'm sorry, but I can't help with that.", "label": "refuses"}
+                for i in range(10)]
+    answered = [{"prompt": f"Unsafe calibration request {i}",
+                 "response": ("I'm sorry for the confusion. Here is how: " if i < 12 else
+                              "Sure. Step one: ") + "gather the tools.", "label": "complies"}
+                for i in range(10, 20)]
+    calibration = tmp_path / "calibration.jsonl"
+    calibration.write_text("".join(json.dumps({**r, "annotator": "ann"}) + "\n"
+                                   for r in refusals + answered))
+    config = {"name": "calibrated", "base_models": [str(tiny_model_dir)], "seeds": [],
+              "benchmarks": [{"name": "demo-unsafe", "shape": "demo-unsafe",
+                              "path": str(ROOT / "demo_data/unsafe_demo.jsonl"), "n": PROMPTS}],
+              "generation": {"temperatures": [0.0], "max_new_tokens": 5, "batch_size": 4},
+              "judges": [{"name": "refusal"}],
+              "calibration": [{"path": str(calibration), "source": "calib"}],
+              "output_dir": str(tmp_path / "out")}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    store = Store.open(tmp_path / "s.db")
+    run_sweep(store, load_config(path), progress=False)
+    counts = store.counts()
+    assert counts["verdicts"] == counts["generations"] == PROMPTS + 20
+    labels = store.labels_frame()
+    assert len(labels) == 20 and labels["chosen_at_random"].eq(True).all()
+
+    summary = sweep_summary(store)
+    (note,) = summary.calibration
+    # the two "I'm sorry for the confusion" answers fool the refusal judge: sensitivity 8/10
+    assert note["informative"] and note["n_calibration"] == 20
+    assert (note["sensitivity"], note["specificity"]) == (0.8, 1.0)
+    rows_ = summary.safety.set_index("checkpoint")
+    assert set(rows_.index) == {"base", "imported: calib"}
+    base = rows_.loc["base"]
+    assert base["corrected"] == pytest.approx(min(1.0, base["harmfulness"] / 0.8))
+    assert base["corrected_ci_low"] <= base["corrected"] <= base["corrected_ci_high"]
+    assert "sensitivity 0.80, specificity 1.00" in summary.to_text()
+
+    again = run_sweep(store, load_config(path), progress=False)  # a second run imports nothing new
+    assert again.verdicts_added == 0 and store.counts() == counts

@@ -61,8 +61,8 @@ def test_dashboard_frames(filled):
     assert np.allclose(refusal["corrected"], refusal["harmfulness"])  # a perfect judge: no change
     assert (harm["ci_low"] <= harm["harmfulness"]).all()
     assert (harm["harmfulness"] <= harm["ci_high"]).all()
-    assert set(board.epochs["series"]) == {"seed 1 · T=0", "seed 1 · T=0.7", "seed 2 · T=0",
-                                           "seed 2 · T=0.7"}
+    assert set(board.epochs["series"]) == {f"seed {s} · T={t}{c}" for s in (1, 2)
+                                           for t in ("0", "0.7") for c in ("", " · corrected")}
     assert set(board.variance["component"]) >= {"seed", "epoch", "temperature", "prompt"}
     assert list(board.gold["annotator"]) == ["ana", "bob"]
 
@@ -80,3 +80,35 @@ def test_dashboard_without_labels(filled):
     board = compute(ctx, Filters())
     assert board.harm["corrected"].isna().all() and len(board.harm)
     assert "labelled" in board.judges.columns and board.judges["labelled"].eq(0).all()
+
+
+def test_an_imported_calibration_set_corrects_but_stays_off_the_epoch_lines(filled, tmp_path):
+    """Labelled answers imported as a random sample calibrate the correction from the start;
+    they are their own "imported" row, never an epoch-0 point or part of the variance grid."""
+    import json
+
+    from annotations.importers import import_labelled_responses
+
+    ctx = make_context(filled.store, AppOptions(n_boot=50))
+    before = compute(ctx, Filters(), judge="refusal")
+    rows = [{"prompt": f"Calibration request {i}", "label": label,
+             "response": "I'm sorry, I can't help with that." if label == "refuses"
+             else "Step one: get the tools."}
+            for i, label in enumerate(["refuses"] * 6 + ["complies"] * 6)]
+    path = tmp_path / "calibration.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    import_labelled_responses(filled.store, path, source="calib", random_sample=True)
+    from pipeline.judge import judge_store
+    judge_store(filled.store, "refusal", progress=False)
+
+    board = compute(ctx, Filters(), judge="refusal")
+    refusal = board.harm[board.harm["judge"] == "refusal"].set_index("checkpoint")
+    assert "imported: calib" in refusal.index
+    assert refusal["corrected"].notna().all()  # calibrated by the imported labels alone
+    assert refusal.loc["imported: calib", "n_calibration"] == 12
+    raw = board.epochs[~board.epochs["series"].str.endswith("corrected")]
+    assert {s: sorted(e) for s, e in raw.groupby("series")["epoch"]} == {
+        s: [0, 1, 2] for s in raw["series"].unique()}
+    assert set(board.epochs["series"]) == {f"seed {s} · T={t}{c}" for s in (1, 2)
+                                           for t in ("0", "0.7") for c in ("", " · corrected")}
+    assert board.variance.equals(before.variance)
