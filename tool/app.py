@@ -83,6 +83,7 @@ class AppOptions:
     live_judges: tuple[str, ...] = ("refusal",)  # judge names for live sampling
     live_max_new_tokens: int = 96
     n_boot: int = 1000
+    refresh_seconds: float = 30.0  # the Validate tab re-computes this often when the store grew
     seed: int | None = None
     label_concurrency: int = 8  # label submits served at once (each one short SQLite write)
     title: str = "Safety workbench"

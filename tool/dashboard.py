@@ -5,7 +5,9 @@ ceiling), the confusion matrix, sensitivity and specificity, kappa on coherent a
 answers (the generation's coherence flag), and unparseable counts. Harmfulness per checkpoint and
 temperature, raw and judge-error-corrected, with CIs; harmfulness against epoch with every seed at
 each temperature; the variance shares; capability beside safety; each annotator's accuracy on gold
-items. Filters: benchmark, categories, temperatures.
+items. Filters: benchmark, categories, temperatures. With "Update as results arrive" ticked (the
+default) an admin's tab re-computes every `AppOptions.refresh_seconds` whenever the store has
+grown, so it follows a sweep that is still running.
 
 Every statistic comes from `annotations/` (agreement, correction, variance); this module only
 selects and joins rows and hands them over. The human answer for an item is the majority of its
@@ -49,6 +51,7 @@ class Dashboard:
     capability: pd.DataFrame
     gold: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    judge: str | None = None  # the judge the plots, variance and capability rows are for
 
 
 # ----- selecting rows --------------------------------------------------------------------------
@@ -250,9 +253,13 @@ def compute(ctx: AppContext, filters: Filters, judge: str | None = None) -> Dash
     judges, confusion = judge_table(outcomes, all_humans, names, n_boot)
     calibration = human_answers(labels, random_only=filters.random_calibration)
     harm = harm_table(outcomes, calibration, names, n_boot)
+    best = None if judge else best_judge(judges)
+    judge = judge or best or next(iter(sorted(names.values())), None)
     judge_id = next((j for j, n in names.items() if n == judge), None)
     variance, note = variance_table(outcomes, all_humans, judge_id or next(iter(names), None))
-    notes = [note] if note else []
+    notes = [f"plots, variance shares and capability rows: judge {judge}"
+             + (" (the best kappa against people)" if best else "")] if judge else []
+    notes += [note] if note else []
     if filters.random_calibration and len(labels) and calibration.empty:
         notes.append("no labelled item was drawn at random yet: the correction has no calibration "
                      "set (untick 'calibrate on random picks only' to use every label, biased)")
@@ -263,7 +270,23 @@ def compute(ctx: AppContext, filters: Filters, judge: str | None = None) -> Dash
     return Dashboard(judges, confusion, alpha, harm,
                      epoch_lines(harm, judge), variance,
                      capability_beside_safety(store, harm, judge),
-                     gold_accuracy(labels, ctx.options.gold), notes)
+                     gold_accuracy(labels, ctx.options.gold), notes, judge)
+
+
+def best_judge(judges: pd.DataFrame) -> str | None:
+    """The judge that agrees best with people (highest kappa; ties by name): what the plots show
+    unless another judge is picked. None before any judge has labelled items to compare on."""
+    if judges.empty or "kappa" not in judges or judges["kappa"].isna().all():
+        return None
+    return judges.sort_values(["kappa", "judge"], ascending=[False, True])["judge"].iloc[0]
+
+
+def store_stamp(store) -> tuple[int, ...]:
+    """What the dashboard reads has changed when any of these counts has: a cheap test, run on
+    every tick of the auto-refresh, before anything is recomputed."""
+    counts = store.counts()
+    return tuple(counts[k] for k in ("checkpoints", "generations", "verdicts", "labels",
+                                     "capability_scores"))
 
 
 # ----- the tab ---------------------------------------------------------------------------------
@@ -277,7 +300,12 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
             temps = session_dropdown("Temperatures", multiselect=True, choices=[], scale=1)
             judge_dd = session_dropdown("Judge for the plots", choices=[], scale=1)
             random_cb = gr.Checkbox(label="Calibrate on random picks only", value=True, scale=1)
-        refresh = gr.Button("Compute", variant="primary", elem_id="wb-dash-refresh")
+        with gr.Row():
+            refresh = gr.Button("Compute", variant="primary", elem_id="wb-dash-refresh", scale=3)
+            follow = gr.Checkbox(label="Update as results arrive", value=True, scale=1,
+                                 elem_id="wb-dash-follow")
+        timer = gr.Timer(ctx.options.refresh_seconds, active=False)  # on_open starts it for admins
+        stamp = gr.State(None)
         notes = gr.Textbox(label="Notes", interactive=False, lines=2, elem_id="wb-dash-notes")
         gr.Markdown("### Judges against people")
         kappa_plot = gr.BarPlot(x="who", y="agreement", y_lim=[-1, 1], elem_id="wb-kappa-plot",
@@ -312,7 +340,8 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
                     cats: gr.update(choices=sorted(prompts["category"].dropna().unique())),
                     temps: gr.update(choices=[float(t)
                                               for t in sorted(gens["temperature"].unique())]),
-                    judge_dd: gr.update(choices=sorted(judge_names(ctx.store).values()))}
+                    judge_dd: gr.update(choices=sorted(judge_names(ctx.store).values())),
+                    timer: gr.Timer(active=True)}
 
         def on_refresh(benchmarks, categories, temperatures, judge, random_only,
                        request: gr.Request) -> dict:
@@ -322,17 +351,30 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
             board = compute(ctx, filters, judge or None)
             return {judges: board.judges.round(3), confusion: board.confusion,
                     kappa_plot: _kappa_frame(board), alpha: _jsonable(board.alpha),
-                    harm: board.harm.round(3), harm_plot: _harm_points(board.harm, judge),
+                    harm: board.harm.round(3), harm_plot: _harm_points(board.harm, board.judge),
                     epoch_plot: board.epochs, variance: board.variance.round(4),
                     var_plot: (board.variance.dropna(subset=["share"])
                                if len(board.variance) else None),
                     capability: board.capability.round(3), gold: board.gold.round(3),
                     notes: "\n".join(board.notes)}
 
+        def on_tick(benchmarks, categories, temperatures, judge, random_only, following, last,
+                    request: gr.Request) -> dict:
+            """Re-compute when the store has grown since the last tick (a sweep filling it)."""
+            if not following or ctx.user(request)[1] != Role.ADMIN:
+                return {}
+            now = store_stamp(ctx.store)
+            if now == last:
+                return {}
+            return {**on_refresh(benchmarks, categories, temperatures, judge, random_only,
+                                 request), stamp: now}
+
         outputs = [judges, confusion, kappa_plot, alpha, harm, harm_plot, epoch_plot, variance,
                    var_plot, capability, gold, notes]
         hidden = {"api_visibility": "undocumented"}
-        blocks.load(on_open, None, [bench, cats, temps, judge_dd], **hidden)
+        timer.tick(on_tick, [bench, cats, temps, judge_dd, random_cb, follow, stamp],
+                   [*outputs, stamp], show_progress="hidden", **hidden)
+        blocks.load(on_open, None, [bench, cats, temps, judge_dd, timer], **hidden)
         refresh.click(on_refresh, [bench, cats, temps, judge_dd, random_cb], outputs,
                       api_name="dashboard", **hidden)
     return tab

@@ -236,3 +236,28 @@ def test_admin_live_sampling_streams_resamples_and_stores(browser, live_store, t
         page.close()
     finally:
         blocks.close()
+
+
+def test_the_dashboard_follows_a_store_that_is_still_filling(browser, filled, tmp_path: Path):
+    """With the app open while a sweep writes, the Validate tab recomputes by itself (no click)
+    once the store has grown: here a judge that did not exist when the page opened appears."""
+    from pipeline.judge import judge_store
+    from tool.app import AppOptions, build_app, launch
+
+    blocks = build_app(filled.store, AppOptions(seed=0, n_boot=50, refresh_seconds=1.0))
+    url = launch(blocks, filled.store, port=free_port(), block=False)
+    try:
+        page = Page(browser, url, "root", tmp_path)
+        p = page.page
+        p.get_by_role("tab", name="Validate").click()
+        p.wait_for_function("document.querySelector('#wb-judge-table').innerText"
+                            ".includes('refusal')", timeout=20_000)
+        assert "my-phrases" not in p.inner_text("#wb-judge-table")
+        judge_store(filled.store, "refusal", {"phrases": ["my-phrases", "I can't"]},
+                    progress=False)  # what a running sweep does
+        p.wait_for_function("document.querySelector('#wb-judge-table').innerText"
+                            ".includes('my-phrases')", timeout=20_000)
+        page.shot("dashboard-follows")
+        page.close()
+    finally:
+        blocks.close()

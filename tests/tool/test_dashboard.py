@@ -48,6 +48,8 @@ def test_dashboard_frames(filled):
     judges = board.judges.set_index("judge")
     assert set(judges.index) == {"refusal", "llm(template=sorry_bench)"}
     assert judges.loc["refusal", "kappa"] == 1.0  # the refusal judge matches people exactly here
+    assert board.judge == "refusal"  # no judge picked: the plots follow the best kappa
+    assert "judge refusal (the best kappa against people)" in board.notes[0]
     assert judges.loc["llm(template=sorry_bench)", "unparseable"] > 0
     assert judges.loc["refusal", "n coherent"] + judges.loc["refusal", "n incoherent"] == \
         judges.loc["refusal", "labelled"]
