@@ -3,7 +3,6 @@ saved once per session so the real `from_pretrained` path is exercised offline."
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

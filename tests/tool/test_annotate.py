@@ -104,7 +104,7 @@ def test_a_finished_session_ignores_further_submits(filled):
 def test_an_empty_store_gives_empty_views(tmp_path):
     from annotations.store import Store
     from tool.compare import new_pair
-    from tool.dashboard import Filters, compute
+    from tool.board import Filters, compute
 
     ctx = make_context(Store.open(tmp_path / "empty.db"), AppOptions())
     session = start_session(ctx, "ana")

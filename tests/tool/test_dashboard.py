@@ -7,7 +7,7 @@ import numpy as np
 
 from annotations.records import HumanLabel, Label
 from tool.app import AppOptions, make_context
-from tool.dashboard import Filters, compute, human_answers
+from tool.board import Filters, compute, human_answers
 
 
 def label_everything(filled, annotators=("ana", "bob"), flip_every=5):
