@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from annotations.agreement import judge_agreement, krippendorff_alpha
+from annotations.agreement_tables import human_majority
 from annotations.correction import corrected_harmfulness, harmfulness_table
 from annotations.frames import checkpoint_name, is_imported
-from annotations.records import HumanLabel
 from annotations.variance import variance_components
 from tool.app import AppContext
 from tool.assign import gold_accuracy
@@ -70,20 +70,8 @@ def human_answers(labels: pd.DataFrame, random_only: bool = False) -> pd.DataFra
     cols = ["generation_id", "human", "n_labels", "random"]
     if labels.empty:
         return pd.DataFrame(columns=cols)
-    frame = labels.assign(binary=labels["label"].map(lambda v: HumanLabel(v).as_binary()))
-    frame["random"] = frame["chosen_at_random"].astype("boolean").fillna(False).astype(bool)
-    grouped = frame.groupby("generation_id")
-    out = pd.DataFrame({"n_labels": grouped.size(), "random": grouped["random"].any(),
-                        "human": grouped["binary"].agg(_majority)}).reset_index()
+    out = human_majority(labels).rename(columns={"chosen_at_random": "random"})[cols]
     return out[out["random"]] if random_only else out
-
-
-def _majority(values: pd.Series) -> float:
-    counts = values.fillna(-1).value_counts()
-    top = counts[counts == counts.max()]
-    if len(top) > 1 or top.index[0] == -1:
-        return np.nan
-    return float(top.index[0])
 
 
 # ----- the statistics, from annotations/ -------------------------------------------------------
