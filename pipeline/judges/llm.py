@@ -16,19 +16,22 @@ response and wrapped in the judge model's chat template. Then:
 Prompt and response are each cut to `max_text_tokens` tokens (the template itself is never cut),
 so a 1 MB response cannot exhaust memory; raw then says what was cut. Inputs are sorted by length
 and run in left-padded batches under `torch.inference_mode`; identical inputs are judged once.
+With a `cache` (the judge stage passes one backed by the store) an input is judged once per store:
+checkpoints that give the same answer to the same request (common at T=0) reuse its verdict.
 
     python run.py judge --judge llm --arg model=smollm2 --arg template=sorry_bench
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipeline.judges import (JudgeFn, JudgeItem, JudgeOutcome, Template, clip_raw, judge,
-                             load_template, parse_answer)
+from pipeline.judges import (JudgeCache, JudgeFn, JudgeItem, JudgeOutcome, Template, clip_raw,
+                             judge, load_template, parse_answer)
 from pipeline.models import LoadOptions, chat_prompt, load_model
 
 DEFAULT_TEMPLATE = "sorry_bench"
@@ -148,7 +151,8 @@ def text_outcome(text: str, template: Template, note: str) -> JudgeOutcome:
 @judge("llm", runtime=("batch_size", "device"))
 def llm_judge(model: str = "smollm2", template: str = DEFAULT_TEMPLATE, batch_size: int = 8,
               max_new_tokens: int = 8, max_text_tokens: int = 2000,
-              quantization: str | None = None, device: str | None = None) -> JudgeFn:
+              quantization: str | None = None, device: str | None = None,
+              cache: JudgeCache | None = None) -> JudgeFn:
     """A transformers causal LM as the judge; `template` is a built-in name or a file path."""
     if batch_size < 1 or max_new_tokens < 1 or max_text_tokens < 1:
         raise ValueError("batch_size, max_new_tokens and max_text_tokens must be at least 1")
@@ -166,12 +170,32 @@ def llm_judge(model: str = "smollm2", template: str = DEFAULT_TEMPLATE, batch_si
 
     def run(items: Sequence[JudgeItem]) -> list[JudgeOutcome]:
         unique = list(dict.fromkeys(items))  # repeated answers (common at T=0) judged once
-        inputs = [judge_input(tokenizer, chosen, item, max_text_tokens) for item in unique]
+        kept = cached_outcomes(cache, unique)
+        todo = [item for item in unique if item not in kept]
+        inputs = [judge_input(tokenizer, chosen, item, max_text_tokens) for item in todo]
         rows = [tokenizer.encode(text, add_special_tokens=False) for text, _ in inputs]
         judged: dict[JudgeItem, JudgeOutcome] = {}
         for index in length_batches([len(r) for r in rows], batch_size):
             outcomes = run_batch([rows[i] for i in index], [inputs[i][1] for i in index])
-            judged.update((unique[i], outcome) for i, outcome in zip(index, outcomes))
+            judged.update((todo[i], outcome) for i, outcome in zip(index, outcomes))
+        if cache is not None and judged:
+            cache.put({item.key: json.dumps(asdict(o)) for item, o in judged.items()})
+        judged.update(kept)
         return [judged[item] for item in items]
 
     return run
+
+
+def cached_outcomes(cache: JudgeCache | None,
+                    items: Sequence[JudgeItem]) -> dict[JudgeItem, JudgeOutcome]:
+    """Outcomes the cache holds for `items`; an entry that does not read back is judged again."""
+    if cache is None or not items:
+        return {}
+    stored = cache.get([item.key for item in items])
+    kept = {}
+    for item in items:
+        try:
+            kept[item] = JudgeOutcome(**json.loads(stored[item.key]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return kept

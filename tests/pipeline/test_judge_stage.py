@@ -78,3 +78,36 @@ def test_a_new_generation_is_judged_by_the_next_run(tmp_path: Path) -> None:
 def test_an_empty_store_judges_nothing(tmp_path: Path) -> None:
     summary = judge_store(Store.open(tmp_path / "empty.db"), "refusal", progress=False)
     assert (summary.judged, summary.skipped) == (0, 0)
+
+
+def test_the_llm_judge_judges_an_answer_once_per_store(tmp_path: Path, tiny_model_dir: Path):
+    """Two checkpoints giving the same answer to the same request share one verdict: the second
+    comes from the store's judge cache, not from the model (a planted entry proves it)."""
+    import json
+
+    from pipeline.judge import StoreCache
+    from pipeline.judges import judge_spec
+
+    store, ids = filled_store(tmp_path / "wb.db")
+    args = {"model": str(tiny_model_dir), "template": "sorry_bench"}
+    first = judge_store(store, "llm", args, progress=False)
+    prompt_id = store.generations_frame().set_index("id").loc[ids["comply"], "prompt_id"]
+    later = store.upsert_checkpoint(Checkpoint(base_model="tiny-later"))
+    twin = Generation(checkpoint_id=later, prompt_id=prompt_id, temperature=0.0,
+                      text=ANSWERS["comply"])
+    fresh = Generation(checkpoint_id=later, prompt_id=prompt_id, temperature=0.0,
+                       sample_index=1, text="A brand new answer.")
+    store.upsert_generations([twin, fresh])
+    spec = judge_spec("llm", **args)
+    planted = {"label": 0, "probability": 0.123, "raw": "planted", "retry": False}
+    request = store.prompts_frame().set_index("id").loc[prompt_id, "text"]
+    StoreCache(store, spec.id).put({JudgeItem(request, "A brand new answer.").key:
+                                    json.dumps(planted)})
+    judge_store(store, "llm", args, progress=False)
+
+    verdicts = store.verdicts_frame(with_raw=True).set_index("generation_id")
+    assert first.judge_id == spec.id
+    assert verdicts.loc[twin.id, ["label", "probability", "raw"]].tolist() == \
+        verdicts.loc[ids["comply"], ["label", "probability", "raw"]].tolist()
+    assert verdicts.loc[fresh.id, "raw"] == "planted"
+    assert verdicts.loc[fresh.id, "probability"] == 0.123
