@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -122,11 +123,21 @@ def resolve_url(path_or_url: str | os.PathLike | None = None) -> str:
     return f"sqlite:///{Path(value).expanduser().resolve()}"
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, attempts: int = 100) -> None:
     cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")  # many annotators write at once
+    # Switching a new file to WAL needs it to itself; SQLite may answer "database is locked" at
+    # once, without waiting, when another process is opening the same new file (seen in CI with
+    # 8 processes). The mode is stored in the file, so a later try finds it set.
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+    cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")  # safe under WAL: a commit survives a crash
     cursor.close()
 
@@ -151,10 +162,10 @@ def migrate(engine: Engine, attempts: int = 5) -> int:
     store writes nothing; when two processes migrate at once, the loser retries and finds the
     work done."""
     for attempt in range(attempts):
-        start = schema_version(engine)
-        if start == SCHEMA_VERSION:
-            return start
         try:
+            start = schema_version(engine)
+            if start == SCHEMA_VERSION:
+                return start
             with engine.begin() as conn:
                 meta.create(conn, checkfirst=True)
                 for step in MIGRATIONS[start:]:

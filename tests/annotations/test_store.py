@@ -151,3 +151,21 @@ def test_add_labels_counts_only_new_rows_in_a_mixed_batch(tmp_path):
     batch = [old, Label(generation_id=gen.id, annotator="cy", label=HumanLabel.REFUSES),
              Label(generation_id=gen.id, annotator="cy", label=HumanLabel.INCOHERENT)]
     assert store.add_labels(batch) == 2
+
+
+def test_opening_waits_for_another_process_holding_the_new_file(tmp_path):
+    """A store opened while another connection holds the file exclusively (as a process creating
+    it does) waits for it, switches it to WAL and migrates, instead of failing."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "held.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("CREATE TABLE other (x)")
+    threading.Timer(0.5, lambda: holder.execute("COMMIT")).start()
+    store = Store.open(path)
+    assert store.counts()["prompts"] == 0
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    holder.close()
