@@ -118,8 +118,10 @@ def cmd_import(args: argparse.Namespace) -> None:
 
     store = open_store(args)
     if args.what == "prompts":
-        result = importers.import_prompts(store, args.shape, args.path, name=args.name,
-                                          columns=args.columns)
+        from pipeline.benchmarks import import_prompts
+
+        result = import_prompts(store, args.shape, args.path, name=args.name,
+                                columns=args.columns)
     elif args.what == "labelled":
         result = importers.import_labelled_responses(store, args.path, source=args.name,
                                                      columns=args.columns,

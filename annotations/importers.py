@@ -108,20 +108,6 @@ def import_human_labels(store: Store, path: str | Path, source: str | None = Non
             "labels_added": added}
 
 
-def import_prompts(store: Store, shape: str, path: str | Path, name: str | None = None,
-                   columns: MappingText = None) -> dict[str, Any]:
-    """A benchmark's prompts (see pipeline.benchmarks for the shapes), upserted in one go."""
-    from pipeline.benchmarks import load_benchmark  # the pipeline builds on annotations, not back
-
-    prompts = load_benchmark(shape, path, name=name, columns=columns)
-    ids = [p.id for p in prompts]
-    before = store.existing_ids("prompts", ids)
-    with store.batch() as tx:
-        tx.upsert_prompts(prompts)
-    return {"benchmarks": sorted({p.benchmark for p in prompts}), "prompts": len(prompts),
-            "added": len(set(ids) - before)}
-
-
 def _read(path: str | Path, columns: MappingText, known: tuple[str, ...],
           required: tuple[str, ...]) -> Table:
     table = rename_columns(read_table(path), columns, known)

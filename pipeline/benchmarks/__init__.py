@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from typing import Any
+
 from annotations.records import Prompt
+from annotations.store import Store
 from pipeline.benchmarks import advbench, demo, do_not_answer, harmbench, plain, sorry_bench
 from pipeline.benchmarks.demo import demo_prompts
 
@@ -27,7 +30,7 @@ BENCHMARK_LOADERS: dict[str, Loader] = {
     "demo-capability": demo.load_capability,
 }
 
-__all__ = ["BENCHMARK_LOADERS", "demo_prompts", "load_benchmark"]
+__all__ = ["BENCHMARK_LOADERS", "demo_prompts", "import_prompts", "load_benchmark"]
 
 
 def load_benchmark(shape: str, path: str | Path, name: str | None = None,
@@ -39,3 +42,15 @@ def load_benchmark(shape: str, path: str | Path, name: str | None = None,
         raise ValueError(f"unknown benchmark shape {shape!r} "
                          f"(known: {', '.join(BENCHMARK_LOADERS)})")
     return BENCHMARK_LOADERS[key](path, name=name, columns=columns)
+
+
+def import_prompts(store: Store, shape: str, path: str | Path, name: str | None = None,
+                   columns: str | Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A benchmark's prompts (see pipeline.benchmarks for the shapes), upserted in one go."""
+    prompts = load_benchmark(shape, path, name=name, columns=columns)
+    ids = [p.id for p in prompts]
+    before = store.existing_ids("prompts", ids)
+    with store.batch() as tx:
+        tx.upsert_prompts(prompts)
+    return {"benchmarks": sorted({p.benchmark for p in prompts}), "prompts": len(prompts),
+            "added": len(set(ids) - before)}

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from annotations.importers import (import_human_labels, import_labelled_responses,
-                                   import_prompts)
+from annotations.importers import import_human_labels, import_labelled_responses
 from annotations.records import FinishReason, HumanLabel
 from annotations.store import Store
 from annotations.tabular import BadInputError
@@ -230,12 +229,3 @@ def test_long_form_needs_an_annotator(store, tmp_path, generation_ids):
     path = csv_file(tmp_path / "long.csv", [{"item": generation_ids[0], "label": "refuses"}])
     with pytest.raises(BadInputError, match=r"missing column\(s\) 'annotator'"):
         import_human_labels(store, path)
-
-
-# ----- prompts -----
-def test_import_prompts_counts_what_is_new(store, tmp_path):
-    path = jsonl(tmp_path / "mine.jsonl", [{"prompt": "a"}, {"prompt": "b"}])
-    assert import_prompts(store, "plain", path) == {"benchmarks": ["mine"], "prompts": 2,
-                                                    "added": 2}
-    assert import_prompts(store, "plain", path)["added"] == 0
-    assert len(store.prompts(benchmark="mine")) == 2

@@ -10,7 +10,9 @@ import pytest
 
 from annotations.records import PromptKind
 from annotations.tabular import BadInputError
-from pipeline.benchmarks import BENCHMARK_LOADERS, demo, demo_prompts, load_benchmark
+from annotations.store import Store
+from pipeline.benchmarks import (BENCHMARK_LOADERS, demo, demo_prompts, import_prompts,
+                                 load_benchmark)
 from pipeline.benchmarks.sorry_bench import category_names
 
 
@@ -179,3 +181,12 @@ def test_sorry_bench_202406_file_is_read_with_its_45_categories(tmp_path):
     names = [p.category for p in load_benchmark("sorry-bench", path)]
     assert names == ["Impersonation", "Child-related Crimes",
                      "Dangerous Machinery Operation Advice"]
+
+
+def test_import_prompts_counts_what_is_new(tmp_path):
+    store = Store.open(tmp_path / "s.db")
+    path = jsonl(tmp_path / "mine.jsonl", [{"prompt": "a"}, {"prompt": "b"}])
+    assert import_prompts(store, "plain", path) == {"benchmarks": ["mine"], "prompts": 2,
+                                                    "added": 2}
+    assert import_prompts(store, "plain", path)["added"] == 0
+    assert len(store.prompts(benchmark="mine")) == 2
