@@ -6,6 +6,9 @@ each other.
 - `judge_human_table`: each judge against the majority and against each annotator, optionally
   per category, checkpoint or coherence; `unparseable_table`: unparseable verdicts counted per
   judge and checkpoint.
+- `judge_agreement_summary`: each judge against the majority overall and on coherent and on
+  incoherent answers (`coherence`: what counts as incoherent, here and everywhere);
+  `primary_judge`: the judge closest to people, which the report and the app show first.
 - `judge_vs_judge_table`: pairwise kappa and Kendall's tau of the checkpoint rankings.
 
 The metrics themselves (kappa, alpha, tau with their intervals) are `annotations.agreement`'s.
@@ -23,7 +26,7 @@ from annotations.agreement import (judge_agreement, judge_vs_judge, krippendorff
                                    ranking_agreement)
 from annotations.frames import (LABEL_COLUMNS, Frames, frames_of, generation_items, json_records,
                                 judge_names, select_outcomes, with_columns)
-from annotations.records import HumanLabel
+from annotations.records import HumanLabel, PromptKind
 from annotations.store import Store
 
 BY_COLUMNS = {"category": ["category_id", "category"], "checkpoint": ["checkpoint"],
@@ -68,16 +71,25 @@ def human_majority(labels: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def labelled_items(source: Store | Frames, kind: str | None = "unsafe") -> pd.DataFrame:
-    """Each current label with its generation's attributes (category, checkpoint, ...) and the
-    coherence split: incoherent when the majority says so or the automatic flags (degenerate,
-    empty) are set."""
+COHERENT, INCOHERENT = "coherent", "incoherent"
+
+
+def coherence(frame: pd.DataFrame) -> np.ndarray:
+    """What counts as incoherent, for every statistic: the people's majority says so, or the
+    automatic flags (degenerate, empty) are set. Needs columns incoherent, degenerate, empty."""
+    flagged = frame["incoherent"].eq(True) | frame["degenerate"].eq(True) | frame["empty"].eq(True)
+    return np.where(flagged, INCOHERENT, COHERENT)
+
+
+def labelled_items(source: Store | Frames,
+                   kind: PromptKind | None = PromptKind.UNSAFE) -> pd.DataFrame:
+    """Each current label with its generation's attributes (category, checkpoint, ...) and its
+    `coherence`."""
     frames = frames_of(source)
     majority = human_majority(frames.labels)[["generation_id", "majority", "incoherent"]]
     frame = frames.labels.merge(generation_items(frames, kind), on="generation_id").merge(
         majority, on="generation_id", how="left")
-    flagged = frame["incoherent"].eq(True) | frame["degenerate"].eq(True) | frame["empty"].eq(True)
-    return frame.assign(coherence=np.where(flagged, "incoherent", "coherent"))
+    return frame.assign(coherence=coherence(frame))
 
 
 def human_alpha(labels: pd.DataFrame | Store | Frames, by: str | Sequence[str] | None = None,
@@ -95,10 +107,15 @@ def human_alpha(labels: pd.DataFrame | Store | Frames, by: str | Sequence[str] |
                          "labelled_items(...)")
     groups = [(("all",) * len(columns), labels)]
     if columns and len(labels):
-        groups += list(labels.groupby(columns, dropna=False, sort=True))
+        parts = list(labels.assign(**{c: labels[c].fillna(NO_GROUP) for c in columns})
+                     .groupby(columns, sort=True))
+        groups += parts if len(parts) > 1 else []  # one group is "all" again: no second row
     rows = [{**dict(zip(columns, np.atleast_1d(key) if columns else ())), "n_labels": len(block),
              **_alpha_row(block, n_boot, seed)} for key, block in groups]
     return pd.DataFrame(rows)
+
+
+NO_GROUP = "(none)"  # the group of items without a category (or other `by` value)
 
 
 def _alpha_row(block: pd.DataFrame, n_boot: int, seed: int) -> dict:
@@ -138,7 +155,7 @@ def _references(labels: pd.DataFrame) -> pd.DataFrame:
 
 
 def judge_human_table(source: Store | Frames, by: str | Sequence[str] | None = None,
-                      kind: str | None = "unsafe", n_boot: int = 1000, level: float = 0.95,
+                      kind: PromptKind | None = PromptKind.UNSAFE, n_boot: int = 1000, level: float = 0.95,
                       seed: int = 0) -> JudgeHumanTable:
     """Each judge's agreement with the per-item human majority and with each annotator, over
     items with a 0/1 reading on both sides (clusters = prompts), optionally per `by`: "category",
@@ -174,7 +191,7 @@ def _agreement_row(block: pd.DataFrame, n_boot: int, level: float, seed: int) ->
 
 
 def unparseable_table(source: Store | Frames, by: Sequence[str] = ("checkpoint", "temperature"),
-                      kind: str | None = "unsafe") -> pd.DataFrame:
+                      kind: PromptKind | None = PromptKind.UNSAFE) -> pd.DataFrame:
     """Verdicts and unparseable verdicts per judge (and per `by`), with the unparseable share."""
     outcomes = select_outcomes(frames_of(source).outcomes, kind)
     keys = ["judge_id", "judge_name", *(["checkpoint_id"] if "checkpoint" in by else []),
@@ -187,10 +204,79 @@ def unparseable_table(source: Store | Frames, by: Sequence[str] = ("checkpoint",
     return table
 
 
+def judge_agreement_summary(source: Store | Frames, kind: PromptKind | None = PromptKind.UNSAFE,
+                            n_boot: int = 1000, seed: int = 0) -> JudgeHumanTable:
+    """judge_human_table overall (coherence "all") and per coherence, in one table: what the
+    report's and the app's judge tables show."""
+    frames = frames_of(source)
+    overall = judge_human_table(frames, kind=kind, n_boot=n_boot, seed=seed)
+    split = judge_human_table(frames, by="coherence", kind=kind, n_boot=n_boot, seed=seed)
+    both = pd.concat([overall.agreement.assign(coherence="all"), split.agreement],
+                     ignore_index=True)
+    return JudgeHumanTable(both, overall.unparseable)
+
+
+def majority_rows(agreement: pd.DataFrame, coherence_group: str = "all") -> pd.DataFrame:
+    """The rows of an agreement summary against the people's majority, for one coherence group."""
+    if agreement.empty or "coherence" not in agreement:
+        return agreement.iloc[:0]
+    keep = agreement["reference"].eq("majority") & agreement["coherence"].eq(coherence_group)
+    return agreement[keep]
+
+
+METRICS = ["kappa", "accuracy", "sensitivity", "specificity"]
+
+
+def judge_summary_table(source: Store | Frames, agreement: JudgeHumanTable | None = None,
+                        alpha: pd.DataFrame | None = None,
+                        kind: PromptKind | None = PromptKind.UNSAFE) -> pd.DataFrame:
+    """One row per judge: verdicts and unparseable ones, and given `agreement` (a
+    judge_agreement_summary) its metrics against the people's majority with CIs, kappa on
+    coherent and on incoherent answers, and given `alpha` (human_alpha) the people's own alpha,
+    the ceiling to read kappa against."""
+    outcomes = select_outcomes(frames_of(source).outcomes, kind)
+    table = outcomes.groupby("judge_id")["outcome"].agg(
+        verdicts="size", unparseable=lambda s: int(s.isna().sum())).reset_index()
+    table.insert(1, "judge", table["judge_id"].map(judge_names(outcomes)))
+    table["share_unparseable"] = table["unparseable"] / table["verdicts"]
+    rows = majority_rows(agreement.agreement) if agreement is not None else pd.DataFrame()
+    columns = ["n", *[f"{m}{x}" for m in METRICS for x in ("", "_ci_low", "_ci_high")]]
+    table = table.merge(with_columns(rows, ["judge_id", *columns])[["judge_id", *columns]],
+                        on="judge_id", how="left")
+    table["n"] = table["n"].fillna(0).astype(int)
+    for part in (COHERENT, INCOHERENT):
+        split = majority_rows(agreement.agreement, part) if agreement is not None else rows
+        split = with_columns(split, ["judge_id", "kappa", "n"])
+        table = table.merge(split[["judge_id", "kappa", "n"]].rename(
+            columns={"kappa": f"kappa_{part}", "n": f"n_{part}"}), on="judge_id", how="left")
+        table[f"n_{part}"] = table[f"n_{part}"].fillna(0).astype(int)
+    ceiling = alpha.iloc[0] if alpha is not None and len(alpha) else {}
+    for name in ("alpha", "ci_low", "ci_high"):
+        table[f"people_{name}"] = ceiling.get(name, np.nan) if len(ceiling) else np.nan
+    return table.sort_values("judge", kind="stable").reset_index(drop=True)
+
+
+def primary_judge(source: Store | Frames, agreement: JudgeHumanTable | None = None,
+                  kind: PromptKind | None = PromptKind.UNSAFE) -> str | None:
+    """The judge the report and the app show first: the highest kappa against the people's
+    majority (ties by name), else, before any labels, the one with most verdicts."""
+    outcomes = select_outcomes(frames_of(source).outcomes, kind)
+    if outcomes.empty:
+        return None
+    best = majority_rows(agreement.agreement) if agreement is not None else pd.DataFrame()
+    best = best.dropna(subset=["kappa"]) if "kappa" in best else best.iloc[:0]
+    if len(best):
+        return str(best.sort_values(["kappa", "judge_name"], ascending=[False, True],
+                                    kind="stable")["judge_id"].iloc[0])
+    counts = outcomes.groupby("judge_id").size().sort_values(ascending=False, kind="stable")
+    return str(counts.index[0])
+
+
 # --- judges against judges -------------------------------------------------------------------
 
 
-def judge_vs_judge_table(source: Store | Frames, kind: str | None = "unsafe") -> pd.DataFrame:
+def judge_vs_judge_table(source: Store | Frames,
+                         kind: PromptKind | None = PromptKind.UNSAFE) -> pd.DataFrame:
     """Per pair of judges: Cohen's kappa and raw agreement on the generations both parsed, and
     Kendall's tau between the harmfulness rankings of checkpoint x temperature they give."""
     outcomes = select_outcomes(frames_of(source).outcomes, kind)

@@ -20,24 +20,29 @@ gathers their public names (`import annotations.analysis as an; an.harmfulness_r
 
 from __future__ import annotations
 
-from annotations.agreement_tables import (BINARY, BY_COLUMNS, JudgeHumanTable, human_alpha,
-                                          human_majority, judge_human_table, judge_vs_judge_table,
-                                          labelled_items, unparseable_table)
+from annotations.agreement_tables import (BINARY, BY_COLUMNS, JudgeHumanTable, coherence,
+                                          human_alpha, human_majority, judge_agreement_summary,
+                                          judge_human_table, judge_summary_table,
+                                          judge_vs_judge_table, labelled_items, majority_rows,
+                                          primary_judge,
+                                          unparseable_table)
 from annotations.frames import (ITEM_COLUMNS, LABEL_COLUMNS, OUTCOME_COLUMNS, Frames, frames_of,
                                 judge_names, select_outcomes)
-from annotations.harm import (CELL_KEYS, NO_CALIBRATION, NOT_COMPUTED, PROMINENT_CATEGORIES,
-                              HarmfulnessReport, harmfulness_report)
+from annotations.harm import (CELL_KEYS, PROMINENT_CATEGORIES, CalibrationSource, CellStatus,
+                              HarmfulnessReport, capability_table, harmfulness_report)
 from annotations.planner import PLAN_COLUMNS, plan_labels
 from annotations.sweeps import (CHANGE_COLUMNS, FELL, MIN_HUMAN_PROMPTS, NO_CHANGE, ROSE, TOO_FEW,
-                                ConclusionFlips, VarianceReport, compare_conclusions, conclusion,
-                                conclusion_flips, sweep_frame, sweeps, variance_report)
+                                Conclusion, ConclusionFlips, VarianceReport, compare_conclusions,
+                                conclusion, conclusion_flips, sweep_frame, sweeps, variance_report)
 
 __all__ = [
     "BINARY", "BY_COLUMNS", "CELL_KEYS", "CHANGE_COLUMNS", "FELL", "ITEM_COLUMNS", "LABEL_COLUMNS",
-    "MIN_HUMAN_PROMPTS", "NO_CALIBRATION", "NO_CHANGE", "NOT_COMPUTED", "OUTCOME_COLUMNS",
-    "PLAN_COLUMNS", "PROMINENT_CATEGORIES", "ROSE", "TOO_FEW", "ConclusionFlips", "Frames",
-    "HarmfulnessReport", "JudgeHumanTable", "VarianceReport", "compare_conclusions", "conclusion",
-    "conclusion_flips", "frames_of", "harmfulness_report", "human_alpha", "human_majority",
-    "judge_human_table", "judge_names", "judge_vs_judge_table", "labelled_items", "plan_labels",
-    "select_outcomes", "sweep_frame", "sweeps", "unparseable_table", "variance_report",
+    "MIN_HUMAN_PROMPTS", "NO_CHANGE", "OUTCOME_COLUMNS", "PLAN_COLUMNS", "PROMINENT_CATEGORIES",
+    "ROSE", "TOO_FEW", "CalibrationSource", "CellStatus", "Conclusion", "ConclusionFlips",
+    "Frames", "HarmfulnessReport", "JudgeHumanTable", "VarianceReport", "capability_table",
+    "coherence", "compare_conclusions", "conclusion", "conclusion_flips", "frames_of",
+    "harmfulness_report", "human_alpha", "human_majority", "judge_agreement_summary",
+    "judge_human_table", "judge_names", "judge_summary_table", "judge_vs_judge_table", "labelled_items",
+    "majority_rows", "plan_labels", "primary_judge", "select_outcomes", "sweep_frame", "sweeps",
+    "unparseable_table", "variance_report",
 ]

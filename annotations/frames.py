@@ -13,16 +13,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from annotations.records import CheckpointKind, JudgeSpec, PromptKind
 from annotations.store import Store
-
-# Responses imported with their labels (run.py import labelled, a sweep's `calibration:`) sit under a
-# pseudo base model of this prefix: no seed, no epoch, never part of a sweep's epoch lines.
-IMPORTED_PREFIX = "external:"
 
 OUTCOME_COLUMNS = ["generation_id", "judge_id", "judge_name", "outcome", "probability",
                    "checkpoint_id", "prompt_id", "temperature", "sample_index", "degenerate",
-                   "empty", "repetition", "base_model", "run_id", "epoch", "seed", "dataset",
-                   "benchmark", "kind", "category_id", "category"]
+                   "empty", "repetition", "base_model", "run_id", "epoch", "checkpoint_kind",
+                   "import_source", "seed", "dataset", "benchmark", "kind", "category_id",
+                   "category"]
 LABEL_COLUMNS = ["generation_id", "annotator", "label", "chosen_at_random"]
 
 
@@ -48,26 +46,54 @@ class Frames:
         outcomes = with_columns(self.outcomes, OUTCOME_COLUMNS)
         outcomes["outcome"] = pd.to_numeric(outcomes["outcome"]).astype(float)
         outcomes["seed"] = pd.to_numeric(outcomes["seed"]).astype(float)
-        outcomes["checkpoint"] = _checkpoint_names(outcomes)
+        # judge_name becomes the one name every view shows (judge_names), once
+        outcomes["judge_name"] = outcomes["judge_id"].map(judge_names(outcomes))
+        outcomes = outcomes.drop(columns=["judge_args"], errors="ignore")
+        outcomes["checkpoint_kind"] = checkpoint_kinds(outcomes)
+        outcomes["checkpoint"] = checkpoint_names(outcomes)
         object.__setattr__(self, "outcomes", outcomes)
         object.__setattr__(self, "labels", with_columns(self.labels, LABEL_COLUMNS))
 
 
-def is_imported(base_model: object) -> bool:
-    """Whether a checkpoint's base model stands for imported responses, not a model."""
-    return isinstance(base_model, str) and base_model.startswith(IMPORTED_PREFIX)
+def checkpoint_name(kind: CheckpointKind | str, seed: float | None = None, epoch: int = 0,
+                    source: str | None = None) -> str:
+    """"base", "seed 1 epoch 2", or "imported: SOURCE" for answers imported with labels."""
+    kind = CheckpointKind(kind)
+    if kind == CheckpointKind.IMPORTED:
+        return f"imported: {source}"
+    if kind == CheckpointKind.BASE:
+        return "base"
+    return f"seed {int(seed)} epoch {int(epoch)}"
 
 
-def checkpoint_name(seed: float | None, epoch: int, base_model: str | None = None) -> str:
-    """"base", "seed 1 epoch 2", or "imported: SOURCE" for responses imported with labels."""
-    if is_imported(base_model):
-        return "imported: " + base_model[len(IMPORTED_PREFIX):]
-    return "base" if pd.isna(seed) or epoch == 0 else f"seed {int(seed)} epoch {int(epoch)}"
+def checkpoint_kinds(frame: pd.DataFrame, column: str = "checkpoint_kind") -> pd.Series:
+    """Each row's CheckpointKind value; where a frame built by hand lacks it, a run makes it
+    fine-tuned and no run the base."""
+    derived = frame["run_id"].notna().map({True: CheckpointKind.FINETUNED.value,
+                                           False: CheckpointKind.BASE.value})
+    given = frame[column] if column in frame else pd.Series(None, index=frame.index)
+    return given.where(given.notna(), derived).astype(str)
 
 
-def _checkpoint_names(frame: pd.DataFrame) -> list[str]:
-    return [checkpoint_name(s, e, b)
-            for s, e, b in zip(frame["seed"], frame["epoch"], frame["base_model"])]
+def checkpoint_names(frame: pd.DataFrame, kind: str = "checkpoint_kind",
+                     source: str = "import_source") -> list[str]:
+    """checkpoint_name of every row of a frame with the checkpoint's columns."""
+    sources = frame[source] if source in frame else [None] * len(frame)
+    return [checkpoint_name(k, s, e, src) for k, s, e, src in
+            zip(checkpoint_kinds(frame, kind), frame["seed"], frame["epoch"], sources)]
+
+
+def checkpoint_labels(checkpoints: pd.DataFrame) -> dict[str, str]:
+    """Checkpoint id -> checkpoint_name, from the store's checkpoints_frame."""
+    if checkpoints.empty:
+        return {}
+    return dict(zip(checkpoints["id"], checkpoint_names(checkpoints, kind="kind",
+                                                        source="source")))
+
+
+def is_imported(frame: pd.DataFrame) -> pd.Series:
+    """Which rows are imported answers (no model of the sweep made them)."""
+    return checkpoint_kinds(frame).eq(CheckpointKind.IMPORTED.value)
 
 
 def frames_of(source: Store | Frames) -> Frames:
@@ -84,11 +110,22 @@ def with_columns(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def judge_names(outcomes: pd.DataFrame) -> dict[str, str]:
-    """Judge id -> name to show; a name two judges share gets the id's first characters."""
-    pairs = outcomes[["judge_id", "judge_name"]].drop_duplicates("judge_id")
-    shared = pairs["judge_name"].duplicated(keep=False)
-    return {j: f"{n} [{str(j)[:6]}]" if s else str(n)
-            for j, n, s in zip(pairs["judge_id"], pairs["judge_name"], shared)}
+    """Judge id -> the name every view shows: its JudgeSpec label (name and arguments) when the
+    frame carries `judge_args`, else its name; a name two judges share gets the id's first
+    characters."""
+    pairs = outcomes.drop_duplicates("judge_id")
+    args = pairs["judge_args"] if "judge_args" in pairs else [None] * len(pairs)
+    shown = pd.Series([JudgeSpec(name=str(n), args=a).label if isinstance(a, dict) else str(n)
+                       for n, a in zip(pairs["judge_name"], args)], index=pairs.index)
+    shared = shown.duplicated(keep=False)
+    return {j: f"{n} [{str(j)[:6]}]" if s else n
+            for j, n, s in zip(pairs["judge_id"], shown, shared)}
+
+
+def judge_labels(judges: pd.DataFrame) -> dict[str, str]:
+    """Judge id -> its JudgeSpec label (name and arguments), from the store's judges_frame."""
+    return {row.id: JudgeSpec(name=row.name, args=row.args or {}).label
+            for row in judges.itertuples()}
 
 
 def json_records(frame: pd.DataFrame) -> list[dict]:
@@ -96,7 +133,7 @@ def json_records(frame: pd.DataFrame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
-def select_outcomes(outcomes: pd.DataFrame, kind: str | None = "unsafe",
+def select_outcomes(outcomes: pd.DataFrame, kind: PromptKind | None = PromptKind.UNSAFE,
                     categories: Sequence[str] | None = None) -> pd.DataFrame:
     """Verdicts on prompts of one kind (None: all), optionally only in `categories` (ids)."""
     keep = outcomes["kind"].eq(kind) if kind else pd.Series(True, index=outcomes.index)
@@ -106,21 +143,26 @@ def select_outcomes(outcomes: pd.DataFrame, kind: str | None = "unsafe",
 
 
 ITEM_COLUMNS = ["generation_id", "prompt_id", "checkpoint_id", "checkpoint", "base_model",
-                "dataset", "run_id", "seed", "epoch", "temperature", "sample_index", "category_id",
+                "dataset", "run_id", "seed", "epoch", "checkpoint_kind", "import_source",
+                "temperature", "sample_index", "category_id",
                 "category", "kind", "degenerate", "empty"]
 
 
-def generation_items(frames: Frames, kind: str | None = "unsafe") -> pd.DataFrame:
+def generation_items(frames: Frames, kind: PromptKind | None = PromptKind.UNSAFE) -> pd.DataFrame:
     """One row per generation with its checkpoint's and prompt's attributes: from `generations`
     when given (judged or not), else from the verdicts (judged generations only)."""
     if frames.generations.empty or frames.checkpoints.empty:
         items = select_outcomes(frames.outcomes, kind)[ITEM_COLUMNS]
         return items.drop_duplicates("generation_id").reset_index(drop=True)
-    points = frames.checkpoints.rename(columns={"id": "checkpoint_id"})[
-        ["checkpoint_id", "base_model", "run_id", "epoch", "seed", "dataset"]]
+    points = frames.checkpoints.rename(columns={"id": "checkpoint_id", "kind": "checkpoint_kind",
+                                                "source": "import_source"})
+    points = with_columns(points, ["checkpoint_kind", "import_source"])[
+        ["checkpoint_id", "base_model", "run_id", "epoch", "checkpoint_kind", "import_source",
+         "seed", "dataset"]]
     items = (select_outcomes(frames.generations, kind)
              .drop(columns=["seed"], errors="ignore")  # the sampling seed, not the run's
              .rename(columns={"id": "generation_id"}).merge(points, on="checkpoint_id"))
     items["seed"] = pd.to_numeric(items["seed"]).astype(float)
-    items["checkpoint"] = _checkpoint_names(items)
+    items["checkpoint_kind"] = checkpoint_kinds(items)
+    items["checkpoint"] = checkpoint_names(items)
     return with_columns(items, ITEM_COLUMNS)[ITEM_COLUMNS].reset_index(drop=True)

@@ -17,9 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from annotations.frames import IMPORTED_PREFIX
 from annotations.records import (Annotator, Checkpoint, FinishReason, Generation, HumanLabel,
-                                 Label, Prompt, PromptKind, Role, stable_id, utcnow)
+                                 Label, Prompt, PromptKind, Role, response_hash, stable_id,
+                                 utcnow)
 from annotations.store import Store
 from annotations.tabular import (Row, Table, map_label, parse_label_values, read_table,
                                  rename_columns, require_columns, require_rows)
@@ -30,9 +30,9 @@ RESPONSE_FIELDS = ("prompt", "response", "label", "annotator", "category", "cate
 LONG_FIELDS = ("item", "annotator", "label", "note", "created_at")
 
 
-def external_model(source: str) -> str:
-    """The base model name under which a source's imported responses are stored."""
-    return IMPORTED_PREFIX + source
+def external_annotator(source: str) -> str:
+    """Who labelled a row that names no annotator: the source itself."""
+    return "external:" + source
 
 
 def import_labelled_responses(store: Store, path: str | Path, source: str | None = None,
@@ -40,8 +40,9 @@ def import_labelled_responses(store: Store, path: str | Path, source: str | None
                               random_sample: bool = False) -> dict[str, Any]:
     """Prompts, responses and human labels from one CSV/JSONL file labelled elsewhere.
 
-    Needs prompt, response and label columns (rename others with `columns`); optional annotator
-    (default "external:<source>"), category, category_id, source_id, sample, note, created_at.
+    The answers are stored under one checkpoint of kind IMPORTED named after `source` (no base
+    model, seed or epoch). Needs prompt, response and label columns (rename others with
+    `columns`); optional annotator (default "external:<source>"), category, category_id, source_id, sample, note, created_at.
     The same response to the same prompt is one answer (all its rows label it) unless `sample`
     (0, 1, ...) tells repeated draws apart: two draws that happen to read the same. Labels
     that are not the words complies/refuses/incoherent need `label_values` ("1=complies,...").
@@ -51,7 +52,7 @@ def import_labelled_responses(store: Store, path: str | Path, source: str | None
     """
     source = source or Path(path).stem
     table = _read(path, columns, RESPONSE_FIELDS, ("prompt", "response", "label"))
-    checkpoint = Checkpoint(base_model=external_model(source))
+    checkpoint = Checkpoint(source=source)
     prompts, generations, labels = _parse_responses(table, source, checkpoint.id,
                                                     parse_label_values(label_values))
     if random_sample:
@@ -80,7 +81,8 @@ def _parse_responses(table: Table, source: str, checkpoint_id: str,
         _same_as_before(row, prompts, prompt.id, prompt, "prompt")
         generation = _generation(row, checkpoint_id, prompt.id)
         generations[generation.id] = generation
-        labels.append(_label(row, source, generation.id, mapping, external_model(source), now))
+        labels.append(_label(row, source, generation.id, mapping, external_annotator(source),
+                             now))
     _one_label_each(table.rows, labels)
     return [p for _, p in prompts.values()], list(generations.values()), labels
 
@@ -134,13 +136,13 @@ def _same_as_before(row: Row, seen: dict[str, tuple[Row, Any]], key: str, value:
 
 
 def _generation(row: Row, checkpoint_id: str, prompt_id: str) -> Generation:
-    # Responses are told apart by their text (in the seed slot, 28 bits) and `sample`, so the same
-    # response gets the same id from any file and in any order.
+    # Responses are told apart by their text's hash and `sample`, so the same response gets the
+    # same id from any file and in any order.
     text = row.text("response", allow_empty=True)
     return Generation(checkpoint_id=checkpoint_id, prompt_id=prompt_id, temperature=0.0,
-                      sample_index=row.optional_count("sample"),
-                      seed=int(stable_id("response", text)[:7], 16), text=text,
-                      token_count=0, finish_reason=FinishReason.EXTERNAL)
+                      sample_index=row.optional_count("sample"), seed=None,
+                      response_hash=response_hash(text), text=text, token_count=0,
+                      finish_reason=FinishReason.EXTERNAL)
 
 
 def _label(row: Row, source: str, generation_id: str, mapping: Mapping[str, HumanLabel],

@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 def stable_id(*parts: Any) -> str:
@@ -46,6 +46,31 @@ class HumanLabel(str, enum.Enum):
     def as_binary(self) -> int | None:
         """1 complies, 0 refuses, None for incoherent (no safety reading)."""
         return {"complies": 1, "refuses": 0}.get(self.value)
+
+
+class VerdictLabel(enum.Enum):
+    """A judge's reading of one answer. Stored as 1, 0 or NULL; `word` is what people read."""
+
+    COMPLIES = 1
+    REFUSES = 0
+    UNPARSEABLE = None  # the judge's output could not be read: its own outcome, never a 0
+
+    @property
+    def word(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def of(cls, value: Any) -> "VerdictLabel":
+        """The label for a stored value: 1, 0, or None / NaN (unparseable)."""
+        if value is None or value != value:  # NaN from a frame
+            return cls.UNPARSEABLE
+        return cls(int(value))
+
+
+class CheckpointKind(str, enum.Enum):
+    BASE = "base"  # a base model itself: no run, no adapter, epoch 0
+    FINETUNED = "finetuned"  # an epoch of a fine-tuning run
+    IMPORTED = "imported"  # answers imported with their labels: no model of ours made them
 
 
 class VoteChoice(str, enum.Enum):
@@ -101,27 +126,56 @@ class Run(Record):
 
 
 class Checkpoint(Record):
-    """A model to sample from: epoch 0 is the base model itself (no run, no adapter)."""
+    """A model to sample from, or a set of imported answers.
 
-    base_model: str
+    `kind` follows from the other fields when not given: a run makes it FINETUNED, a `source`
+    (the imported set's name) IMPORTED, neither BASE (the base model itself, epoch 0).
+    """
+
+    base_model: str | None = None  # None only for imported answers
     run_id: str | None = None
     epoch: int = 0
     adapter_path: str | None = None
     train_loss: float | None = None
+    kind: CheckpointKind = CheckpointKind.BASE
+    source: str | None = None  # the imported set's name (IMPORTED only)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") is None:
+            kind = (CheckpointKind.FINETUNED if data.get("run_id") else
+                    CheckpointKind.IMPORTED if data.get("source") else CheckpointKind.BASE)
+            data = {**data, "kind": kind}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Checkpoint":
+        if (self.kind == CheckpointKind.IMPORTED) != (self.source is not None):
+            raise ValueError("an imported checkpoint needs a source, and only it has one")
+        if self.kind != CheckpointKind.IMPORTED and not self.base_model:
+            raise ValueError("a base or fine-tuned checkpoint needs its base_model")
+        return self
 
     @property
     def id(self) -> str:
-        if self.run_id is None:
-            return stable_id("checkpoint", "base", self.base_model)
-        return stable_id("checkpoint", self.run_id, self.epoch)
+        if self.kind == CheckpointKind.FINETUNED:
+            return stable_id("checkpoint", self.run_id, self.epoch)
+        if self.kind == CheckpointKind.IMPORTED:  # the id schema version 1 gave it
+            return stable_id("checkpoint", "base", "external:" + str(self.source))
+        return stable_id("checkpoint", "base", self.base_model)
 
 
 class Generation(Record):
+    """One answer. A sampled one has its sampling `seed`; an imported one has no seed but the
+    `response_hash` of its text, which (with `sample_index`) tells two imported answers apart."""
+
     checkpoint_id: str
     prompt_id: str
     temperature: float
     sample_index: int = 0
-    seed: int = 0
+    seed: int | None = 0
+    response_hash: str | None = None
     max_new_tokens: int = 256
     text: str
     token_count: int = 0
@@ -132,8 +186,16 @@ class Generation(Record):
 
     @property
     def id(self) -> str:
+        # An imported answer's id has 28 bits of its response hash where a seed would be: the id
+        # schema version 1 gave it, so a re-import after the upgrade finds the same rows.
+        seed = self.seed if self.response_hash is None else int(self.response_hash[:7], 16)
         return generation_id(self.checkpoint_id, self.prompt_id, self.temperature,
-                             self.sample_index, self.seed, self.max_new_tokens)
+                             self.sample_index, seed, self.max_new_tokens)
+
+
+def response_hash(text: str) -> str:
+    """What tells imported answers apart: a hash of the response text."""
+    return stable_id("response", text)
 
 
 def generation_id(checkpoint_id: str, prompt_id: str, temperature: float, sample_index: int,
@@ -162,7 +224,7 @@ class JudgeSpec(Record):
 class Verdict(Record):
     generation_id: str
     judge_id: str
-    label: int | None  # 1 complies, 0 refuses, None when the judge's output was unparseable
+    label: VerdictLabel  # given as 1, 0 or None too
     probability: float | None = None  # P(complies) when the judge can give one
     raw: str = ""
 
@@ -172,7 +234,7 @@ class Verdict(Record):
 
     @property
     def unparseable(self) -> bool:
-        return self.label is None
+        return self.label == VerdictLabel.UNPARSEABLE
 
 
 class Label(Record):

@@ -76,7 +76,7 @@ def build_report(source: Store | an.Frames, categories: Sequence[str] | None = N
     unsafe = an.select_outcomes(frames.outcomes, "unsafe")
     judge_ids = sorted(unsafe["judge_id"].dropna().unique(), key=str)
     agreement, alpha = _people(frames, notes, n_boot, seed)
-    primary = _primary_judge(unsafe, agreement)
+    primary = an.primary_judge(frames, agreement)
     harm = {j: r for j in judge_ids
             if (r := _try(notes, "harmfulness", an.harmfulness_report, frames, j,
                           categories=categories, n_boot=n_boot, seed=seed)) is not None}
@@ -88,10 +88,11 @@ def build_report(source: Store | an.Frames, categories: Sequence[str] | None = N
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         store=source.url if isinstance(source, Store) else "(frames)",
         counts=source.counts() if isinstance(source, Store) else {}, categories=categories,
-        primary_judge=primary, judges=_judges(unsafe, agreement), harmfulness=harm,
+        primary_judge=primary, judges=an.judge_summary_table(frames, agreement, alpha), harmfulness=harm,
         by_category=by_category, subsets=subsets, headline=headline, agreement=agreement,
         alpha=alpha, judge_vs_judge=an.judge_vs_judge_table(frames) if len(judge_ids) > 1
-        else pd.DataFrame(), flips=[], variance=[], capability=_capability(frames, harm, primary),
+        else pd.DataFrame(), flips=[], variance=[], capability=an.capability_table(frames, harm.get(primary)) if primary in harm
+        else pd.DataFrame(),
         notes=notes)
     _sweep_sections(report, frames, judge_ids, n_boot, seed)
     return report
@@ -111,42 +112,9 @@ def _people(frames: an.Frames, notes: dict, n_boot: int, seed: int):
     if frames.labels.empty:
         notes["people"] = "No human labels yet: label answers in the app to see agreement."
         return None, None
-    agreement = an.judge_human_table(frames, by="coherence", n_boot=n_boot, seed=seed)
-    overall = an.judge_human_table(frames, n_boot=n_boot, seed=seed).agreement
-    agreement = an.JudgeHumanTable(pd.concat([overall.assign(coherence="all"),
-                                              agreement.agreement], ignore_index=True),
-                                   agreement.unparseable)
+    agreement = an.judge_agreement_summary(frames, n_boot=n_boot, seed=seed)
     alpha = an.human_alpha(frames, by="category", n_boot=n_boot, seed=seed)
     return agreement, alpha
-
-
-def _primary_judge(unsafe: pd.DataFrame, agreement: an.JudgeHumanTable | None) -> str | None:
-    """The judge closest to people (highest kappa vs the majority), else the one with most
-    verdicts."""
-    if unsafe.empty:
-        return None
-    if agreement is not None and len(agreement.agreement):
-        table = agreement.agreement
-        best = table[(table["reference"] == "majority") & (table["coherence"] == "all")]
-        best = best.dropna(subset=["kappa"]) if "kappa" in best else best.iloc[:0]
-        if len(best):
-            return str(best.sort_values("kappa", ascending=False)["judge_id"].iloc[0])
-    counts = unsafe.groupby("judge_id").size().sort_values(ascending=False, kind="stable")
-    return str(counts.index[0])
-
-
-def _judges(unsafe: pd.DataFrame, agreement: an.JudgeHumanTable | None) -> pd.DataFrame:
-    names = an.judge_names(unsafe)
-    table = unsafe.groupby("judge_id")["outcome"].agg(
-        verdicts="size", unparseable=lambda s: int(s.isna().sum())).reset_index()
-    table.insert(1, "judge", table["judge_id"].map(names))
-    table["share_unparseable"] = table["unparseable"] / table["verdicts"]
-    if agreement is not None and len(agreement.agreement) and "kappa" in agreement.agreement:
-        a = agreement.agreement
-        kappa = a[(a["reference"] == "majority") & (a["coherence"] == "all")]
-        table = table.merge(kappa[["judge_id", "kappa", "kappa_ci_low", "kappa_ci_high"]],
-                            on="judge_id", how="left")
-    return table
 
 
 def _subsets(frames, harm, primary, categories, notes, n_boot, seed):
@@ -189,20 +157,6 @@ def _headline(table: pd.DataFrame) -> pd.DataFrame:
                      "corrected_change_pp": 100 * (last["corrected"].mean()
                                                    - base["corrected"].mean())})
     return pd.DataFrame(rows)
-
-
-def _capability(frames: an.Frames, harm: dict, primary: str | None) -> pd.DataFrame:
-    capability = frames.capability
-    if capability.empty or primary is None or primary not in harm:
-        return pd.DataFrame()
-    scores = capability.pivot_table(index="checkpoint_id", columns="metric", values="value")
-    rates = harm[primary].table.pivot_table(index="checkpoint_id", columns="temperature",
-                                            values="harmfulness")
-    rates.columns = [f"harmfulness_t{t:g}" for t in rates.columns]
-    info = harm[primary].table.drop_duplicates("checkpoint_id").set_index("checkpoint_id")[
-        ["base_model", "dataset", "checkpoint", "seed", "epoch"]]
-    joined = info.join(scores, how="inner").join(rates, how="inner")
-    return joined.reset_index()
 
 
 def _sweep_sections(report: Report, frames: an.Frames, judge_ids: list[str], n_boot: int,

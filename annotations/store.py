@@ -22,101 +22,24 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import (JSON, Boolean, Column, DateTime, Engine, Float, ForeignKey, Integer,
-                        MetaData, String, Table, Text, create_engine, event, func, inspect,
-                        select)
+from sqlalchemy import Engine, Table, create_engine, event, func, inspect, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
 
+from annotations.migrations import SCHEMA_VERSION, migrate, schema_version
 from annotations.records import (Annotator, CapabilityScore, Checkpoint, Generation, JudgeSpec,
                                  Label, Prompt, Run, Verdict, Vote, utcnow)
+from annotations.schema import (annotators, capability, checkpoints, generations, judge_cache,
+                                judges, labels, metadata, prompts, runs, verdicts, votes)
 
 ENV_VAR = "WORKBENCH_STORE"
 DEFAULT_PATH = "workbench.db"
 
-metadata = MetaData()
-
-meta = Table("meta", metadata, Column("key", String, primary_key=True), Column("value", String))
-prompts = Table(
-    "prompts", metadata,
-    Column("id", String, primary_key=True), Column("benchmark", String, index=True),
-    Column("kind", String, index=True), Column("category_id", String), Column("category", String),
-    Column("source_id", String), Column("text", Text), Column("reference", Text),
-    Column("style", String))
-runs = Table(
-    "runs", metadata,
-    Column("id", String, primary_key=True), Column("base_model", String),
-    Column("dataset", String), Column("seed", Integer), Column("hyperparameters", JSON),
-    Column("versions", JSON), Column("created_at", DateTime(timezone=True)))
-checkpoints = Table(
-    "checkpoints", metadata,
-    Column("id", String, primary_key=True),
-    Column("run_id", String, ForeignKey("runs.id"), nullable=True, index=True),
-    Column("base_model", String), Column("epoch", Integer), Column("adapter_path", String),
-    Column("train_loss", Float))
-generations = Table(
-    "generations", metadata,
-    Column("id", String, primary_key=True),
-    Column("checkpoint_id", String, ForeignKey("checkpoints.id"), index=True),
-    Column("prompt_id", String, ForeignKey("prompts.id"), index=True),
-    Column("temperature", Float), Column("sample_index", Integer), Column("seed", Integer),
-    Column("max_new_tokens", Integer), Column("text", Text), Column("token_count", Integer),
-    Column("finish_reason", String), Column("repetition", Float), Column("degenerate", Boolean),
-    Column("empty", Boolean), Column("created_at", DateTime(timezone=True)))
-judges = Table(
-    "judges", metadata,
-    Column("id", String, primary_key=True), Column("name", String), Column("args", JSON))
-verdicts = Table(
-    "verdicts", metadata,
-    Column("id", String, primary_key=True),
-    Column("generation_id", String, ForeignKey("generations.id"), index=True),
-    Column("judge_id", String, ForeignKey("judges.id"), index=True),
-    Column("label", Integer, nullable=True), Column("probability", Float), Column("raw", Text),
-    Column("created_at", DateTime(timezone=True)))
-annotators = Table(
-    "annotators", metadata,
-    Column("name", String, primary_key=True), Column("role", String),
-    Column("password_hash", String), Column("created_at", DateTime(timezone=True)))
-labels = Table(
-    "labels", metadata,
-    Column("id", String, primary_key=True),
-    Column("generation_id", String, ForeignKey("generations.id"), index=True),
-    Column("annotator", String, ForeignKey("annotators.name"), index=True),
-    Column("label", String), Column("note", Text), Column("chosen_at_random", Boolean),
-    Column("created_at", DateTime(timezone=True)))
-votes = Table(
-    "votes", metadata,
-    Column("id", String, primary_key=True),
-    Column("prompt_id", String, ForeignKey("prompts.id")),
-    Column("generation_a", String, ForeignKey("generations.id")),
-    Column("generation_b", String, ForeignKey("generations.id")),
-    Column("annotator", String, ForeignKey("annotators.name")), Column("choice", String),
-    Column("created_at", DateTime(timezone=True)))
-capability = Table(
-    "capability", metadata,
-    Column("id", String, primary_key=True),
-    Column("checkpoint_id", String, ForeignKey("checkpoints.id"), index=True),
-    Column("metric", String), Column("benchmark", String), Column("value", Float),
-    Column("n", Integer))
-judge_cache = Table(
-    "judge_cache", metadata,
-    Column("key", String, primary_key=True), Column("judge_id", String), Column("raw", Text),
-    Column("created_at", DateTime(timezone=True)))
-
-
-def _m001_initial(conn: Connection) -> None:
-    metadata.create_all(conn, checkfirst=True)
-
-
-# Ordered; each step is idempotent (a fresh database gets today's tables from step 1, so a later
-# step that adds a column must first check whether the column is already there).
-MIGRATIONS: list[Callable[[Connection], None]] = [_m001_initial]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
 def resolve_url(path_or_url: str | os.PathLike | None = None) -> str:
     """A SQLAlchemy URL from `--store`, else $WORKBENCH_STORE, else ./workbench.db."""
     value = str(path_or_url or os.environ.get(ENV_VAR) or DEFAULT_PATH)
+    for plain in ("postgresql://", "postgres://"):  # psycopg 3 (the postgres extra), not psycopg2
+        if value.startswith(plain):
+            return "postgresql+psycopg://" + value[len(plain):]
     if "://" in value:
         return value
     Path(value).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
@@ -142,41 +65,30 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any, attempts: int = 100) -> None:
     cursor.close()
 
 
+__all__ = ["DEFAULT_PATH", "ENV_VAR", "SCHEMA_VERSION", "Store", "StoreError", "migrate",
+           "resolve_url", "schema_version"]
+
+
+class StoreError(ValueError):
+    """The store cannot be opened as asked (a missing driver, a newer schema, a bad URL)."""
+
+
+DRIVERS = {"postgresql": ("psycopg", "postgres")}  # dialect: (module, the extra that brings it)
+
+
 def _engine(url: str) -> Engine:
-    engine = create_engine(url, future=True)
+    try:
+        engine = create_engine(url, future=True)
+    except ModuleNotFoundError as err:
+        dialect = url.split(":", 1)[0].split("+", 1)[0]
+        extra = DRIVERS.get(dialect, (None, None))[1]
+        hint = (f": pip install 'safety-workbench[{extra}]' (or pip install -e '.[{extra}]')"
+                if extra else "")
+        raise StoreError(f"the {dialect} store needs the driver {err.name!r}, which is not "
+                         f"installed{hint}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
-
-
-def schema_version(engine: Engine) -> int:
-    with engine.connect() as conn:
-        if not inspect(conn).has_table("meta"):
-            return 0
-        row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
-        return int(row[0]) if row else 0
-
-
-def migrate(engine: Engine, attempts: int = 5) -> int:
-    """Bring the schema to SCHEMA_VERSION; returns the version it started from. Opening a current
-    store writes nothing; when two processes migrate at once, the loser retries and finds the
-    work done."""
-    for attempt in range(attempts):
-        try:
-            start = schema_version(engine)
-            if start == SCHEMA_VERSION:
-                return start
-            with engine.begin() as conn:
-                meta.create(conn, checkfirst=True)
-                for step in MIGRATIONS[start:]:
-                    step(conn)
-                _upsert(conn, meta, [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
-            return start
-        except OperationalError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    return SCHEMA_VERSION
 
 
 def _insert(conn: Connection, table: Table):
@@ -221,7 +133,11 @@ class Store:
     @classmethod
     def open(cls, path_or_url: str | os.PathLike | None = None) -> "Store":
         engine = _engine(resolve_url(path_or_url))
-        migrate(engine)
+        try:
+            migrate(engine)
+        except ValueError as err:
+            engine.dispose()
+            raise StoreError(str(err)) from None
         return cls(engine)
 
     @property
@@ -429,9 +345,11 @@ class Store:
         seed and epoch, the temperature and sample, the prompt and its category, the judge."""
         g, c, r, p, v, j = generations, checkpoints, runs, prompts, verdicts, judges
         query = (select(v.c.generation_id, v.c.judge_id, j.c.name.label("judge_name"),
+                        j.c.args.label("judge_args"),
                         v.c.label.label("outcome"), v.c.probability, g.c.checkpoint_id,
                         g.c.prompt_id, g.c.temperature, g.c.sample_index, g.c.degenerate,
                         g.c.empty, g.c.repetition, c.c.base_model, c.c.run_id, c.c.epoch,
+                        c.c.kind.label("checkpoint_kind"), c.c.source.label("import_source"),
                         r.c.seed, r.c.dataset, p.c.benchmark, p.c.kind, p.c.category_id,
                         p.c.category)
                  .join(j, v.c.judge_id == j.c.id).join(g, v.c.generation_id == g.c.id)

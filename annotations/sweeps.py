@@ -11,6 +11,7 @@ a change of judge.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,14 +21,26 @@ import pandas as pd
 from annotations.agreement_tables import human_majority
 from annotations.frames import (Frames, checkpoint_name, frames_of, generation_items,
                                 json_records, judge_names, select_outcomes)
+from annotations.records import CheckpointKind, PromptKind
 from annotations.store import Store
 from annotations.variance import SeedSpread, VarianceComponents, seed_spread, variance_components
 
 # Fewer human-labelled prompts than this (paired between a checkpoint and the base model) and the
 # people's own change-vs-base is not reported: its interval would be too wide to conclude anything.
 MIN_HUMAN_PROMPTS = 10
-ROSE, FELL, NO_CHANGE = "rose significantly", "fell significantly", "no significant change"
-TOO_FEW = "too few labels"
+
+
+class Conclusion(str, enum.Enum):
+    """The reading of a change against the base model."""
+
+    ROSE = "rose significantly"
+    FELL = "fell significantly"
+    NO_CHANGE = "no significant change"
+    TOO_FEW = "too few labels"  # people's labels only: fewer than MIN_HUMAN_PROMPTS prompts
+
+
+ROSE, FELL, NO_CHANGE, TOO_FEW = (Conclusion.ROSE, Conclusion.FELL, Conclusion.NO_CHANGE,
+                                  Conclusion.TOO_FEW)
 
 
 def sweeps(source: Store | Frames) -> list[tuple[str, str]]:
@@ -60,7 +73,7 @@ def sweep_frame(outcomes: pd.DataFrame, sweep: tuple[str, str]) -> pd.DataFrame:
     if runs["seed"].duplicated().any():
         raise ValueError(f"sweep {sweep} has several runs with the same seed (they differ in "
                          "other settings): compare them one at a time")
-    base = mine[mine["run_id"].isna()]
+    base = mine[mine["checkpoint_kind"] == CheckpointKind.BASE.value]
     seeds = sorted(runs["seed"].astype(int))
     rows = pd.concat([tuned, *[base.assign(seed=float(s)) for s in seeds]], ignore_index=True)
     frame = rows.rename(columns={"prompt_id": "prompt", "sample_index": "sample"})
@@ -88,7 +101,7 @@ class VarianceReport:
 
 
 def variance_report(source: Store | Frames, judge_id: str, sweep: tuple[str, str] | None = None,
-                    kind: str | None = "unsafe", n_boot: int = 1000,
+                    kind: PromptKind | None = PromptKind.UNSAFE, n_boot: int = 1000,
                     seed: int = 0) -> VarianceReport:
     """Variance components and seed spread of one judge's verdicts over one sweep.
 
@@ -134,11 +147,11 @@ def _complete_prompts(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return frame[frame["prompt"].isin(complete)], int((per_prompt < n_cells).sum())
 
 
-def conclusion(difference: float, ci_low: float, ci_high: float) -> str:
+def conclusion(difference: float, ci_low: float, ci_high: float) -> Conclusion:
     """The reading of a change vs base: rose / fell significantly, or no significant change."""
     if np.isnan(ci_low) or np.isnan(ci_high) or (ci_low <= 0 <= ci_high):
-        return NO_CHANGE
-    return ROSE if difference > 0 else FELL
+        return Conclusion.NO_CHANGE
+    return Conclusion.ROSE if difference > 0 else Conclusion.FELL
 
 
 @dataclass(frozen=True)
@@ -161,7 +174,8 @@ class ConclusionFlips:
 
 
 def conclusion_flips(source: Store | Frames, judges: Sequence[str] | None = None,
-                     sweep: tuple[str, str] | None = None, kind: str | None = "unsafe",
+                     sweep: tuple[str, str] | None = None,
+                     kind: PromptKind | None = PromptKind.UNSAFE,
                      min_human_prompts: int = MIN_HUMAN_PROMPTS, n_boot: int = 1000,
                      seed: int = 0) -> ConclusionFlips:
     """For each checkpoint x temperature of a sweep: harmfulness minus the base model's at the
@@ -194,7 +208,7 @@ def _changes(frame: pd.DataFrame, source: str, source_kind: str, n_boot: int,
     if frame.empty or (frame["epoch"] != 0).all() or (frame["epoch"] == 0).all():
         return pd.DataFrame(columns=CHANGE_COLUMNS)
     vs = seed_spread(frame, n_boot=n_boot, seed=seed).vs_base
-    vs["conclusion"] = [conclusion(d, lo, hi) for d, lo, hi in
+    vs["conclusion"] = [conclusion(d, lo, hi).value for d, lo, hi in
                         zip(vs["difference"], vs["ci_low"], vs["ci_high"])]
     return vs.assign(source=source, source_kind=source_kind)[CHANGE_COLUMNS]
 
@@ -208,7 +222,7 @@ def _judge_changes(outcomes: pd.DataFrame, judge_id: str, sweep: tuple[str, str]
                     seed)
 
 
-def _human_changes(frames: Frames, kind: str | None, sweep: tuple[str, str],
+def _human_changes(frames: Frames, kind: PromptKind | None, sweep: tuple[str, str],
                    min_prompts: int, n_boot: int, seed: int) -> tuple[pd.DataFrame, str]:
     majority = human_majority(frames.labels)[["generation_id", "human"]]
     items = generation_items(frames, kind).merge(majority, on="generation_id")
@@ -217,7 +231,7 @@ def _human_changes(frames: Frames, kind: str | None, sweep: tuple[str, str],
         return pd.DataFrame(columns=CHANGE_COLUMNS), "no human labels on this sweep's answers"
     changes = _changes(sweep_frame(items, sweep), "people (majority)", "human", n_boot, seed)
     few = changes["n_prompts"] < min_prompts
-    changes.loc[few, "conclusion"] = TOO_FEW
+    changes.loc[few, "conclusion"] = Conclusion.TOO_FEW.value
     note = (f"people's labels: {int(few.sum())} of {len(changes)} comparisons have fewer than "
             f"{min_prompts} prompts labelled at both the checkpoint and the base") if few.any() \
         else ""
@@ -233,10 +247,12 @@ def compare_conclusions(changes: pd.DataFrame) -> pd.DataFrame:
     wide = changes.pivot_table(index=keys, columns="source", values="conclusion",
                                aggfunc="first").reset_index()
     wide.columns.name = None
-    counted = changes[changes["conclusion"] != TOO_FEW]
+    counted = changes[changes["conclusion"] != Conclusion.TOO_FEW.value]
     readings = counted.groupby(keys)["conclusion"].agg(lambda s: sorted(set(s)))
     wide = wide.merge(readings.rename("conclusions").reset_index(), on=keys, how="left")
     wide["conclusions"] = [r if isinstance(r, list) else [] for r in wide["conclusions"]]
     wide["agree"] = [len(r) <= 1 for r in wide["conclusions"]]
-    wide["checkpoint"] = [checkpoint_name(s, e) for s, e in zip(wide["seed"], wide["epoch"])]
+    wide["checkpoint"] = [checkpoint_name(CheckpointKind.BASE if e == 0 else
+                                          CheckpointKind.FINETUNED, s, e)
+                          for s, e in zip(wide["seed"], wide["epoch"])]
     return wide

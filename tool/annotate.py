@@ -22,8 +22,8 @@ import gradio as gr
 import pandas as pd
 
 from annotations.records import HumanLabel, Label, new_id
-from tool.app import AppContext
-from tool.assign import Assignment, PlanSettings, candidates, plan_session
+from tool.context import AppContext
+from annotations.planner import Assignment, PlanSettings, candidates, plan_session
 
 
 @dataclass

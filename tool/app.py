@@ -22,20 +22,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
-import tempfile
-import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import gradio as gr
 
-from annotations.records import HumanLabel, Role
+from annotations.records import Role
 from annotations.store import Store
 from tool import accounts
-from tool.assign import Outstanding
+from tool.context import AppContext, AppOptions, make_context, session_dropdown
+
+__all__ = ["AppContext", "AppOptions", "build_app", "launch", "make_context", "serve",
+           "session_dropdown"]
 
 # Keyboard shortcuts: a keydown listener that clicks the visible button with the key's elem_id.
 # Keys typed into a text field (the note) are left alone.
@@ -65,69 +61,6 @@ CSS = """
 }
 .wb-progress progress { width: 100%; height: 1.2em; }
 """
-
-
-@dataclass(frozen=True)
-class AppOptions:
-    """What the app's owner chooses; every field has a working default."""
-
-    k: int = 3  # people per item
-    session_size: int = 20
-    blind: bool = True  # annotators never see checkpoint, run, temperature or verdicts
-    random_share: float = 0.2  # of each session, drawn uniformly (marked chosen_at_random)
-    gold: Mapping[str, HumanLabel] = field(default_factory=dict)  # generation id -> answer
-    gold_share: float = 0.1
-    kinds: tuple[str, ...] = ("unsafe", "benign")
-    min_seconds_per_item: float = 0.3  # a submit sooner after the item appeared is a double click
-    assignment_ttl_s: float = 1800.0
-    live_judges: tuple[str, ...] = ("refusal",)  # judge names for live sampling
-    live_max_new_tokens: int = 96
-    n_boot: int = 1000
-    refresh_seconds: float = 30.0  # the Validate tab re-computes this often when the store grew
-    seed: int | None = None
-    label_concurrency: int = 8  # label submits served at once (each one short SQLite write)
-    title: str = "Safety workbench"
-
-
-@dataclass
-class AppContext:
-    """Everything one app instance shares between its handlers (no module-level state)."""
-
-    store: Store
-    options: AppOptions
-    outstanding: Outstanding
-    rng: random.Random
-    export_dir: Path
-    session_lock: threading.RLock = field(default_factory=threading.RLock)
-    extras: dict[str, Any] = field(default_factory=dict)  # per-tab holders (e.g. loaded models)
-
-    def user(self, request: gr.Request | None) -> tuple[str, Role]:
-        """(name, role) of the request's logged-in user; a gr.Error for anyone else."""
-        try:
-            return accounts.require_user(self.store, getattr(request, "username", None))
-        except accounts.AccessDenied as err:
-            raise gr.Error(str(err)) from None
-
-    def admin(self, request: gr.Request | None) -> str:
-        try:
-            return accounts.require_admin(self.store, getattr(request, "username", None))
-        except accounts.AccessDenied as err:
-            raise gr.Error(str(err)) from None
-
-
-def session_dropdown(label: str, **kwargs: Any) -> gr.Dropdown:
-    """A dropdown whose choices each page fills on load (per user); the handlers behind it check
-    the values, so choices missing from a client's session (an API client never loads the page)
-    are no reason to refuse."""
-    return gr.Dropdown(label=label, allow_custom_value=True, **kwargs)
-
-
-def make_context(store: Store, options: AppOptions | None = None) -> AppContext:
-    options = options or AppOptions()
-    return AppContext(store=store, options=options,
-                      outstanding=Outstanding(ttl_s=options.assignment_ttl_s),
-                      rng=random.Random(options.seed),
-                      export_dir=Path(tempfile.mkdtemp(prefix="workbench-exports-")))
 
 
 def build_app(store: Store, options: AppOptions | None = None) -> gr.Blocks:

@@ -23,7 +23,7 @@ from annotations.agreement_tables import human_majority
 from annotations.correction import corrected_harmfulness, harmfulness_table
 from annotations.frames import checkpoint_name, is_imported
 from annotations.variance import variance_components
-from tool.app import AppContext
+from tool.context import AppContext
 from tool.assign import gold_accuracy
 from tool.trajectory import judge_names
 

@@ -23,9 +23,9 @@ import gradio as gr
 import pandas as pd
 
 from annotations.correction import harmfulness
-from annotations.frames import checkpoint_name
-from annotations.records import Role, Vote, VoteChoice, new_id
-from tool.app import AppContext, session_dropdown
+from annotations.frames import checkpoint_labels
+from annotations.records import Role, VerdictLabel, Vote, VoteChoice, new_id
+from tool.context import AppContext, session_dropdown
 
 RANDOM = "(random)"
 
@@ -46,9 +46,7 @@ class Pair:
 
 
 def checkpoint_names(store) -> dict[str, str]:
-    frame = store.checkpoints_frame()
-    return {row.id: checkpoint_name(row.seed, row.epoch, row.base_model)
-            for row in frame.itertuples()}
+    return checkpoint_labels(store.checkpoints_frame())
 
 
 def pick_pair(generations: pd.DataFrame, rng: random.Random, prompt_id: str | None = None,
@@ -118,7 +116,7 @@ def reveal(ctx: AppContext, pair: Pair, with_verdicts: bool) -> str:
 
 
 def _verdict_word(label: float | None) -> str:
-    return "unparseable" if pd.isna(label) else ("complies" if int(label) == 1 else "refuses")
+    return VerdictLabel.of(label).word
 
 
 def win_table(votes: pd.DataFrame, generations: pd.DataFrame, names: dict[str, str],

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from annotations.records import Role
-from tool.app import AppContext, session_dropdown
+from tool.context import AppContext, session_dropdown
 from tool.board import Dashboard, Filters, compute, store_stamp
 from tool.trajectory import judge_names
 

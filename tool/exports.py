@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from annotations.exports import export_table
-from tool.app import AppContext
+from tool.context import AppContext
 
 TABLES = ("labels", "votes", "verdicts", "generations", "prompts", "checkpoints")
 FORMATS = {"CSV": "csv", "JSONL": "jsonl", "Parquet": "parquet"}

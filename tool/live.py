@@ -20,10 +20,10 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from annotations.frames import checkpoint_name, is_imported
-from annotations.records import (Checkpoint, FinishReason, Generation, JudgeSpec, Prompt,
-                                 PromptKind, Role, Verdict)
-from tool.app import AppContext, session_dropdown
+from annotations.frames import checkpoint_labels
+from annotations.records import (Checkpoint, CheckpointKind, FinishReason, Generation, JudgeSpec,
+                                 Prompt, PromptKind, Role, Verdict, VerdictLabel)
+from tool.context import AppContext, session_dropdown
 
 LIVE_BENCHMARK = "live"
 
@@ -87,7 +87,7 @@ def _checkpoint(row: pd.Series) -> Checkpoint:
     def value(key: str) -> Any:
         return None if pd.isna(row[key]) else row[key]
     return Checkpoint(base_model=row["base_model"], run_id=value("run_id"), epoch=int(row["epoch"]),
-                      adapter_path=value("adapter_path"))
+                      adapter_path=value("adapter_path"), kind=value("kind"))
 
 
 # ----- plain functions -------------------------------------------------------------------------
@@ -101,6 +101,7 @@ def sample(ctx: AppContext, draw: Draw, checkpoint_ids: Sequence[str],
     from pipeline.models import chat_prompt
 
     frame = ctx.store.checkpoints_frame().set_index("id")
+    names = checkpoint_labels(frame.reset_index())
     pool = models(ctx)
     for index, checkpoint_id in enumerate(checkpoint_ids):
         row = frame.loc[checkpoint_id]
@@ -112,7 +113,7 @@ def sample(ctx: AppContext, draw: Draw, checkpoint_ids: Sequence[str],
                 outs = sample_batch(model, switcher.tokenizer, [text] * samples, draw.temperature,
                                     draw.max_new_tokens, draw.seed + index)
         verdicts = judge_answers(pool, draw.request, [o[0] for o in outs])
-        name = checkpoint_name(row["seed"], row["epoch"], row["base_model"])
+        name = names[checkpoint_id]
         draw.answers += [Answer(checkpoint_id, name, k, text, count, reason, verdicts[k])
                          for k, (text, count, reason) in enumerate(outs)]
         yield list(draw.answers)
@@ -141,7 +142,7 @@ def answers_table(draws: Sequence[Draw]) -> pd.DataFrame:
 
 
 def _word(label: int | None) -> str:
-    return "unparseable" if label is None else ("complies" if label == 1 else "refuses")
+    return VerdictLabel.of(label).word
 
 
 def variation(draws: Sequence[Draw]) -> pd.DataFrame:
@@ -225,9 +226,9 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
                 return {}
             frame = ctx.store.checkpoints_frame()
             prompts = ctx.store.prompts_frame()
-            return {ckpts: gr.update(choices=[(checkpoint_name(r.seed, r.epoch), r.id)
-                                              for r in frame.itertuples()
-                                              if not is_imported(r.base_model)]),
+            names = checkpoint_labels(frame)
+            models_only = frame[frame["kind"] != CheckpointKind.IMPORTED.value]
+            return {ckpts: gr.update(choices=[(names[i], i) for i in models_only["id"]]),
                     pick: gr.update(choices=[(f"{r.benchmark} / {r.category or ''}: {r.text[:60]}",
                                               r.id) for r in prompts.itertuples()])}
 

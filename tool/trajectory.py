@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
-from annotations.frames import checkpoint_name
-from annotations.records import JudgeSpec, Role
-from tool.app import AppContext, session_dropdown
+from annotations.frames import checkpoint_labels, judge_labels
+from annotations.records import CheckpointKind, Role, VerdictLabel
+from tool.context import AppContext, session_dropdown
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,6 @@ class Trajectory:
     plot: pd.DataFrame  # epoch, share of judges saying complies, seed
 
 
-def judge_names(store) -> dict[str, str]:
-    return {row.id: JudgeSpec(name=row.name, args=row.args or {}).label
-            for row in store.judges_frame().itertuples()}
-
-
 def trajectory(store, prompt_id: str, seed: int | None, temperature: float,
                sample_index: int = 0) -> Trajectory:
     """Every checkpoint's answer to one prompt at one temperature and sample, with verdicts and
@@ -37,15 +32,14 @@ def trajectory(store, prompt_id: str, seed: int | None, temperature: float,
     gens = store.generations_frame(with_text=True)
     gens = gens[(gens["prompt_id"] == prompt_id) & (gens["temperature"] == temperature)
                 & (gens["sample_index"] == sample_index)]
-    ckpts = store.checkpoints_frame()[["id", "seed", "epoch", "base_model"]].rename(
-        columns={"id": "checkpoint_id"})
+    frame = store.checkpoints_frame()
+    ckpts = frame[["id", "seed", "epoch", "kind"]].rename(columns={"id": "checkpoint_id"})
     rows = gens.rename(columns={"seed": "sampling_seed"}).merge(ckpts, on="checkpoint_id")
-    rows = rows.assign(checkpoint=[checkpoint_name(s, e, b) for s, e, b in
-                                   zip(rows["seed"], rows["epoch"], rows["base_model"])])
+    rows = rows.assign(checkpoint=rows["checkpoint_id"].map(checkpoint_labels(frame)))
     rows = _with_verdicts(store, rows)
     rows = _with_labels(store, rows)
-    base = rows[rows["seed"].isna()]
-    tuned = rows[rows["seed"].notna()]
+    base = rows[rows["kind"] == CheckpointKind.BASE.value]
+    tuned = rows[rows["kind"] == CheckpointKind.FINETUNED.value]
     judges = [c for c in rows.columns if c.startswith("judge: ")]
     cols = ["seed", "epoch", "checkpoint", "text", *judges, "human labels"]
 
@@ -61,7 +55,7 @@ def trajectory(store, prompt_id: str, seed: int | None, temperature: float,
 def _with_verdicts(store, rows: pd.DataFrame) -> pd.DataFrame:
     verdicts = store.verdicts_frame()
     verdicts = verdicts[verdicts["generation_id"].isin(set(rows["id"]))]
-    names = judge_names(store)
+    names = judge_labels(store.judges_frame())
     rows = rows.copy()
     rows["complies_share"] = rows["id"].map(verdicts.groupby("generation_id")["label"].mean())
     for judge_id, block in verdicts.groupby("judge_id"):
@@ -71,9 +65,7 @@ def _with_verdicts(store, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _verdict_text(label: float | None, probability: float | None) -> str:
-    if pd.isna(label):
-        return "unparseable"
-    word = "complies" if int(label) == 1 else "refuses"
+    word = VerdictLabel.of(label).word
     return word if pd.isna(probability) else f"{word} (p={probability:.2f})"
 
 

@@ -68,10 +68,14 @@ def test_labelled_responses_land_as_prompts_generations_and_labels(store, tmp_pa
     prompts = store.prompts_frame()
     assert set(prompts["benchmark"]) == {"ext"} and set(prompts["kind"]) == {"unsafe"}
     checkpoint = store.checkpoints_frame().iloc[0]
-    assert checkpoint["base_model"] == "external:ext" and checkpoint["run_id"] is None
+    assert checkpoint["kind"] == "imported" and checkpoint["source"] == "ext"
+    assert checkpoint["base_model"] is None and checkpoint["run_id"] is None
     generations = store.generations_frame()
     assert set(generations["finish_reason"]) == {FinishReason.EXTERNAL.value}
     assert set(generations["temperature"]) == {0.0}
+    assert generations["seed"].isna().all()  # no sampling seed: the text's hash tells them apart
+    assert generations["response_hash"].map(len).eq(20).all()
+    assert generations["response_hash"].is_unique
     labels = store.labels_frame()
     assert sorted(labels["annotator"]) == ["ann", "ann", "bob", "external:ext"]
     assert store.annotator("external:ext").password_hash == ""

@@ -49,7 +49,8 @@ def test_store_location_from_argument_or_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_STORE", str(tmp_path / "env.db"))
     assert resolve_url(None).endswith("env.db")
     assert resolve_url(tmp_path / "arg.db").endswith("arg.db")
-    assert resolve_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert resolve_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"  # psycopg 3
+    assert resolve_url("sqlite:///x.db") == "sqlite:///x.db"
 
 
 def test_pipeline_rows_upsert_instead_of_duplicating(tmp_path):

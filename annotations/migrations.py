@@ -1,0 +1,167 @@
+"""The store's schema as a history: an ordered list of numbered steps, each run once per store.
+
+Step 1 is frozen: it creates the tables exactly as schema version 1 had them (written out here,
+not taken from today's `annotations.schema`, so a new column never sneaks into it). Every later
+change is its own step, written against the database as the step before left it. A step may be
+run on a store that already has its change (two processes migrating at once), so each checks
+first. `migrate` records the version in the `meta` table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+
+from sqlalchemy import (JSON, Boolean, Column, DateTime, Engine, Float, ForeignKey, Integer,
+                        MetaData, String, Table, Text, column, func, inspect, select, table,
+                        text)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+
+
+def _v1_tables() -> MetaData:
+    """Schema version 1, as it was (commit c0fee73)."""
+    md = MetaData()
+    Table("meta", md, Column("key", String, primary_key=True), Column("value", String))
+    Table("prompts", md, Column("id", String, primary_key=True),
+          Column("benchmark", String, index=True), Column("kind", String, index=True),
+          Column("category_id", String), Column("category", String), Column("source_id", String),
+          Column("text", Text), Column("reference", Text), Column("style", String))
+    Table("runs", md, Column("id", String, primary_key=True), Column("base_model", String),
+          Column("dataset", String), Column("seed", Integer), Column("hyperparameters", JSON),
+          Column("versions", JSON), Column("created_at", DateTime(timezone=True)))
+    Table("checkpoints", md, Column("id", String, primary_key=True),
+          Column("run_id", String, ForeignKey("runs.id"), nullable=True, index=True),
+          Column("base_model", String), Column("epoch", Integer), Column("adapter_path", String),
+          Column("train_loss", Float))
+    Table("generations", md, Column("id", String, primary_key=True),
+          Column("checkpoint_id", String, ForeignKey("checkpoints.id"), index=True),
+          Column("prompt_id", String, ForeignKey("prompts.id"), index=True),
+          Column("temperature", Float), Column("sample_index", Integer), Column("seed", Integer),
+          Column("max_new_tokens", Integer), Column("text", Text), Column("token_count", Integer),
+          Column("finish_reason", String), Column("repetition", Float),
+          Column("degenerate", Boolean), Column("empty", Boolean),
+          Column("created_at", DateTime(timezone=True)))
+    Table("judges", md, Column("id", String, primary_key=True), Column("name", String),
+          Column("args", JSON))
+    Table("verdicts", md, Column("id", String, primary_key=True),
+          Column("generation_id", String, ForeignKey("generations.id"), index=True),
+          Column("judge_id", String, ForeignKey("judges.id"), index=True),
+          Column("label", Integer, nullable=True), Column("probability", Float),
+          Column("raw", Text), Column("created_at", DateTime(timezone=True)))
+    Table("annotators", md, Column("name", String, primary_key=True), Column("role", String),
+          Column("password_hash", String), Column("created_at", DateTime(timezone=True)))
+    Table("labels", md, Column("id", String, primary_key=True),
+          Column("generation_id", String, ForeignKey("generations.id"), index=True),
+          Column("annotator", String, ForeignKey("annotators.name"), index=True),
+          Column("label", String), Column("note", Text), Column("chosen_at_random", Boolean),
+          Column("created_at", DateTime(timezone=True)))
+    Table("votes", md, Column("id", String, primary_key=True),
+          Column("prompt_id", String, ForeignKey("prompts.id")),
+          Column("generation_a", String, ForeignKey("generations.id")),
+          Column("generation_b", String, ForeignKey("generations.id")),
+          Column("annotator", String, ForeignKey("annotators.name")), Column("choice", String),
+          Column("created_at", DateTime(timezone=True)))
+    Table("capability", md, Column("id", String, primary_key=True),
+          Column("checkpoint_id", String, ForeignKey("checkpoints.id"), index=True),
+          Column("metric", String), Column("benchmark", String), Column("value", Float),
+          Column("n", Integer))
+    Table("judge_cache", md, Column("key", String, primary_key=True), Column("judge_id", String),
+          Column("raw", Text), Column("created_at", DateTime(timezone=True)))
+    return md
+
+
+def m001_initial(conn: Connection) -> None:
+    _v1_tables().create_all(conn, checkfirst=True)
+
+
+def _add_column(conn: Connection, table_name: str, name: str, sql_type: str) -> None:
+    if name not in {c["name"] for c in inspect(conn).get_columns(table_name)}:
+        conn.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {name} {sql_type}"))
+
+
+def m002_checkpoint_kind_and_response_hash(conn: Connection) -> None:
+    """Real columns for what version 1 encoded in others: a checkpoint's kind (version 1 had
+    imported answers under a base model "external:NAME") and an imported answer's response
+    hash (version 1 kept 28 bits of it in the sampling seed). Ids stay as they were."""
+    _add_column(conn, "checkpoints", "kind", "VARCHAR")
+    _add_column(conn, "checkpoints", "source", "VARCHAR")
+    _add_column(conn, "generations", "response_hash", "VARCHAR")
+    ckpt = table("checkpoints", column("kind"), column("source"), column("base_model"),
+                 column("run_id"))
+    imported = ckpt.c.base_model.like("external:%")
+    conn.execute(ckpt.update().where(ckpt.c.kind.is_(None), imported).values(
+        kind="imported", source=func.substr(ckpt.c.base_model, 10), base_model=None))
+    conn.execute(ckpt.update().where(ckpt.c.kind.is_(None), ckpt.c.run_id.isnot(None))
+                 .values(kind="finetuned"))
+    conn.execute(ckpt.update().where(ckpt.c.kind.is_(None)).values(kind="base"))
+    gens = table("generations", column("id"), column("text"), column("seed"),
+                 column("response_hash"), column("finish_reason"))
+    rows = conn.execute(select(gens.c.id, gens.c.text).where(
+        gens.c.finish_reason == "external", gens.c.response_hash.is_(None))).all()
+    for gen_id, body in rows:
+        conn.execute(gens.update().where(gens.c.id == gen_id).values(
+            seed=None, response_hash=_response_hash(body or "")))
+
+
+def _response_hash(body: str) -> str:
+    """records.response_hash as of version 2, frozen here."""
+    canonical = json.dumps(["response", body], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:20]
+
+
+class StoreVersionError(ValueError):
+    """The store was written by a newer version of the workbench."""
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [m001_initial,
+                                                   m002_checkpoint_kind_and_response_hash]
+SCHEMA_VERSION = len(MIGRATIONS)
+_META = table("meta", column("key"), column("value"))
+
+
+def schema_version(engine: Engine) -> int:
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("meta"):
+            return 0
+        row = conn.execute(select(_META.c.value).where(_META.c.key == "schema_version")).first()
+        return int(row[0]) if row else 0
+
+
+def migrate(engine: Engine, attempts: int = 5) -> int:
+    """Bring the schema to SCHEMA_VERSION; returns the version it started from. Opening a current
+    store writes nothing; when two processes migrate at once, the loser retries and finds the
+    work done."""
+    for attempt in range(attempts):
+        try:
+            return _migrate_once(engine)
+        except OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return SCHEMA_VERSION
+
+
+def _migrate_once(engine: Engine) -> int:
+    start = schema_version(engine)
+    if start > SCHEMA_VERSION:
+        raise StoreVersionError(f"the store has schema version {start}, newer than this code's "
+                                f"{SCHEMA_VERSION}: upgrade the workbench to open it")
+    if start == SCHEMA_VERSION:
+        return start
+    with engine.begin() as conn:
+        for step in MIGRATIONS[start:]:
+            step(conn)
+        _set_version(conn, SCHEMA_VERSION)
+    return start
+
+
+def _set_version(conn: Connection, version: int) -> None:
+    found = conn.execute(select(_META.c.key).where(_META.c.key == "schema_version")).first()
+    if found:
+        conn.execute(_META.update().where(_META.c.key == "schema_version")
+                     .values(value=str(version)))
+    else:
+        conn.execute(_META.insert().values(key="schema_version", value=str(version)))

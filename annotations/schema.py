@@ -1,0 +1,86 @@
+"""The store's tables as they are now, after every migration (`annotations.migrations` holds how
+they got here). `annotations.store` reads and writes through these definitions; nothing else
+writes SQL.
+
+What the columns hold beyond their names:
+- checkpoints.kind: base (the base model itself, epoch 0), finetuned (an epoch of a run) or
+  imported (answers imported with labels: no base model, run or epoch; `source` names the set).
+- generations.seed: the sampling seed, NULL for imported answers; generations.response_hash: the
+  hash of an imported answer's text (what tells two imported answers apart), NULL otherwise.
+- verdicts.label: 1 complies, 0 refuses, NULL unparseable (records.VerdictLabel).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (JSON, Boolean, Column, DateTime, Float, ForeignKey, Integer, MetaData,
+                        String, Table, Text)
+
+metadata = MetaData()
+
+meta = Table("meta", metadata, Column("key", String, primary_key=True), Column("value", String))
+prompts = Table(
+    "prompts", metadata,
+    Column("id", String, primary_key=True), Column("benchmark", String, index=True),
+    Column("kind", String, index=True), Column("category_id", String), Column("category", String),
+    Column("source_id", String), Column("text", Text), Column("reference", Text),
+    Column("style", String))
+runs = Table(
+    "runs", metadata,
+    Column("id", String, primary_key=True), Column("base_model", String),
+    Column("dataset", String), Column("seed", Integer), Column("hyperparameters", JSON),
+    Column("versions", JSON), Column("created_at", DateTime(timezone=True)))
+checkpoints = Table(
+    "checkpoints", metadata,
+    Column("id", String, primary_key=True),
+    Column("run_id", String, ForeignKey("runs.id"), nullable=True, index=True),
+    Column("base_model", String), Column("epoch", Integer), Column("adapter_path", String),
+    Column("train_loss", Float), Column("kind", String), Column("source", String))
+generations = Table(
+    "generations", metadata,
+    Column("id", String, primary_key=True),
+    Column("checkpoint_id", String, ForeignKey("checkpoints.id"), index=True),
+    Column("prompt_id", String, ForeignKey("prompts.id"), index=True),
+    Column("temperature", Float), Column("sample_index", Integer), Column("seed", Integer),
+    Column("max_new_tokens", Integer), Column("text", Text), Column("token_count", Integer),
+    Column("finish_reason", String), Column("repetition", Float), Column("degenerate", Boolean),
+    Column("empty", Boolean), Column("created_at", DateTime(timezone=True)),
+    Column("response_hash", String))
+judges = Table(
+    "judges", metadata,
+    Column("id", String, primary_key=True), Column("name", String), Column("args", JSON))
+verdicts = Table(
+    "verdicts", metadata,
+    Column("id", String, primary_key=True),
+    Column("generation_id", String, ForeignKey("generations.id"), index=True),
+    Column("judge_id", String, ForeignKey("judges.id"), index=True),
+    Column("label", Integer, nullable=True), Column("probability", Float), Column("raw", Text),
+    Column("created_at", DateTime(timezone=True)))
+annotators = Table(
+    "annotators", metadata,
+    Column("name", String, primary_key=True), Column("role", String),
+    Column("password_hash", String), Column("created_at", DateTime(timezone=True)))
+labels = Table(
+    "labels", metadata,
+    Column("id", String, primary_key=True),
+    Column("generation_id", String, ForeignKey("generations.id"), index=True),
+    Column("annotator", String, ForeignKey("annotators.name"), index=True),
+    Column("label", String), Column("note", Text), Column("chosen_at_random", Boolean),
+    Column("created_at", DateTime(timezone=True)))
+votes = Table(
+    "votes", metadata,
+    Column("id", String, primary_key=True),
+    Column("prompt_id", String, ForeignKey("prompts.id")),
+    Column("generation_a", String, ForeignKey("generations.id")),
+    Column("generation_b", String, ForeignKey("generations.id")),
+    Column("annotator", String, ForeignKey("annotators.name")), Column("choice", String),
+    Column("created_at", DateTime(timezone=True)))
+capability = Table(
+    "capability", metadata,
+    Column("id", String, primary_key=True),
+    Column("checkpoint_id", String, ForeignKey("checkpoints.id"), index=True),
+    Column("metric", String), Column("benchmark", String), Column("value", Float),
+    Column("n", Integer))
+judge_cache = Table(
+    "judge_cache", metadata,
+    Column("key", String, primary_key=True), Column("judge_id", String), Column("raw", Text),
+    Column("created_at", DateTime(timezone=True)))

@@ -1,0 +1,117 @@
+"""The schema as a history: every migration on an empty database gives exactly today's tables,
+and a store written by schema version 1 (tests/fixtures/store_v1.db, made by a small real sweep at
+commit c0fee73) upgrades in place, keeping every row and every id."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from annotations.frames import Frames
+from annotations.importers import import_labelled_responses
+from annotations.migrations import (MIGRATIONS, SCHEMA_VERSION, StoreVersionError, migrate,
+                                    schema_version)
+from annotations.records import CheckpointKind
+from annotations.schema import metadata
+from annotations.store import Store, StoreError
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "store_v1.db"
+TABLES = ["prompts", "runs", "checkpoints", "generations", "judges", "verdicts", "annotators",
+          "labels", "votes", "capability", "judge_cache"]
+
+
+def _rows(path: Path) -> dict[str, list[tuple]]:
+    with sqlite3.connect(path) as conn:
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=str) for t in TABLES}
+
+
+def test_every_migration_on_an_empty_database_gives_todays_tables(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert migrate(engine) == 0 and schema_version(engine) == SCHEMA_VERSION == len(MIGRATIONS)
+    insp = inspect(engine)
+    assert set(insp.get_table_names()) == set(metadata.tables)
+    for name, table in metadata.tables.items():
+        assert [c["name"] for c in insp.get_columns(name)] == [c.name for c in table.columns], name
+        indexed = {tuple(i["column_names"]) for i in insp.get_indexes(name)}
+        assert indexed == {tuple(c.name for c in i.columns) for i in table.indexes}, name
+    assert migrate(engine) == SCHEMA_VERSION  # a second run finds nothing to do
+
+
+def test_migration_1_is_schema_version_1_exactly(tmp_path):
+    """Step 1 alone gives the fixture's own tables and columns (it is frozen, not today's)."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'v1.db'}")
+    with engine.begin() as conn:
+        MIGRATIONS[0](conn)
+    fixture = inspect(create_engine(f"sqlite:///{FIXTURE}"))
+    mine = inspect(engine)
+    assert set(mine.get_table_names()) == set(fixture.get_table_names())
+    for name in fixture.get_table_names():
+        assert [c["name"] for c in mine.get_columns(name)] == \
+            [c["name"] for c in fixture.get_columns(name)], name
+
+
+def test_a_version_1_store_upgrades_in_place_and_keeps_every_row(tmp_path):
+    path = tmp_path / "v1.db"
+    shutil.copy(FIXTURE, path)
+    before = _rows(path)
+    assert schema_version(create_engine(f"sqlite:///{path}")) == 1
+    store = Store.open(path)
+    assert store.counts()["schema_version"] == SCHEMA_VERSION
+    after = _rows(path)
+    for table in TABLES:
+        assert len(after[table]) == len(before[table]) > 0, table
+        old_ids = [r[0] for r in before[table]]
+        assert sorted(r[0] for r in after[table]) == sorted(old_ids), table
+    checkpoints = store.checkpoints_frame().set_index("id")
+    imported = checkpoints[checkpoints["kind"] == CheckpointKind.IMPORTED.value]
+    assert sorted(imported["source"]) == ["calib", "second"]
+    assert imported["base_model"].isna().all()
+    assert set(checkpoints["kind"]) == {"base", "finetuned", "imported"}
+    assert (checkpoints.loc[checkpoints["kind"] == "finetuned", "run_id"].notna()).all()
+    gens = store.generations_frame()
+    external = gens[gens["finish_reason"] == "external"]
+    assert len(external) == 6 and external["seed"].isna().all()
+    assert external["response_hash"].notna().all()
+    sampled = gens[gens["finish_reason"] != "external"]
+    assert sampled["seed"].notna().all() and sampled["response_hash"].isna().all()
+    names = set(Frames.from_store(store).outcomes["checkpoint"])
+    assert {"base", "seed 1 epoch 1", "seed 1 epoch 2", "imported: calib"} <= names
+
+
+def test_after_the_upgrade_a_reimport_finds_the_same_rows(tmp_path):
+    """The ids of imported answers stay those version 1 gave them: importing the same answers
+    again adds no checkpoint, answer or label."""
+    path = tmp_path / "v1.db"
+    shutil.copy(FIXTURE, path)
+    store = Store.open(path)
+    counts = store.counts()
+    labelled = store.generations_frame()
+    rows = labelled[labelled["benchmark"] == "second"]
+    calib = tmp_path / "second.jsonl"
+    prompts = store.prompts_frame().set_index("id")["text"]
+    words = dict(zip(store.labels_frame()["generation_id"], store.labels_frame()["label"]))
+    calib.write_text("".join(
+        '{"prompt": %s, "response": %s, "label": "%s", "annotator": "ann"}\n' % (
+            _json(prompts[r.prompt_id]), _json(r.text), words[r.id]) for r in rows.itertuples()))
+    result = import_labelled_responses(store, calib, source="second")
+    assert result["labels_added"] == 0
+    assert store.counts() == counts
+
+
+def _json(text: str) -> str:
+    import json
+    return json.dumps(text)
+
+
+def test_a_store_newer_than_the_code_is_refused_in_one_sentence(tmp_path):
+    path = tmp_path / "new.db"
+    Store.open(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="schema version 99, newer than this code's"):
+        Store.open(path)
+    assert issubclass(StoreVersionError, ValueError)
