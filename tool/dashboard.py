@@ -1,8 +1,8 @@
 """The Validate tab (admins): how far the judges can be trusted, and what the numbers say.
 
-The numbers come from `tool.board.compute` (judges against people, people against people,
-harmfulness raw and corrected, epochs, variance shares, capability, gold accuracy); this module lays
-them out. Filters: benchmark, categories, temperatures. With "Update as results arrive" ticked (the
+The numbers come from `annotations.validation` through `tool.board.compute` (judges against
+people, people against people, harmfulness raw and corrected, epochs, variance shares, capability,
+gold accuracy), the same functions the report calls; this module lays them out. Filters: benchmark, categories, temperatures. With "Update as results arrive" ticked (the
 default) an admin's tab re-computes every `AppOptions.refresh_seconds` whenever the store has
 grown, so it follows a sweep that is still running.
 """
@@ -16,7 +16,6 @@ import pandas as pd
 from annotations.records import Role
 from tool.context import AppContext, session_dropdown
 from tool.board import Dashboard, Filters, compute, store_stamp
-from tool.trajectory import judge_names
 
 
 # ----- the tab ---------------------------------------------------------------------------------
@@ -66,11 +65,13 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
                 return {}
             prompts = ctx.store.prompts_frame()
             gens = ctx.store.generations_frame(with_text=False)
+            categories = prompts.dropna(subset=["category_id"]).drop_duplicates("category_id")
             return {bench: gr.update(choices=sorted(prompts["benchmark"].dropna().unique())),
-                    cats: gr.update(choices=sorted(prompts["category"].dropna().unique())),
+                    cats: gr.update(choices=[(f"{r.category_id} {r.category or ''}".strip(),
+                                              r.category_id) for r in categories.itertuples()]),
                     temps: gr.update(choices=[float(t)
                                               for t in sorted(gens["temperature"].unique())]),
-                    judge_dd: gr.update(choices=sorted(judge_names(ctx.store).values())),
+                    judge_dd: gr.update(choices=sorted(judge_choices(ctx))),
                     timer: gr.Timer(active=True)}
 
         def on_refresh(benchmarks, categories, temperatures, judge, random_only,
@@ -108,6 +109,13 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
         refresh.click(on_refresh, [bench, cats, temps, judge_dd, random_cb], outputs,
                       api_name="dashboard", **hidden)
     return tab
+
+
+def judge_choices(ctx: AppContext) -> list[str]:
+    """The judges by the names every view shows (annotations.frames.judge_names)."""
+    from annotations.frames import Frames
+
+    return list(Frames(ctx.store.outcomes_frame()).outcomes["judge_name"].dropna().unique())
 
 
 def _kappa_frame(board: Dashboard) -> pd.DataFrame:

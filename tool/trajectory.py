@@ -33,13 +33,14 @@ def trajectory(store, prompt_id: str, seed: int | None, temperature: float,
     gens = gens[(gens["prompt_id"] == prompt_id) & (gens["temperature"] == temperature)
                 & (gens["sample_index"] == sample_index)]
     frame = store.checkpoints_frame()
-    ckpts = frame[["id", "seed", "epoch", "kind"]].rename(columns={"id": "checkpoint_id"})
+    ckpts = frame[["id", "seed", "epoch", "kind"]].rename(
+        columns={"id": "checkpoint_id", "kind": "checkpoint_kind"})
     rows = gens.rename(columns={"seed": "sampling_seed"}).merge(ckpts, on="checkpoint_id")
     rows = rows.assign(checkpoint=rows["checkpoint_id"].map(checkpoint_labels(frame)))
     rows = _with_verdicts(store, rows)
     rows = _with_labels(store, rows)
-    base = rows[rows["kind"] == CheckpointKind.BASE.value]
-    tuned = rows[rows["kind"] == CheckpointKind.FINETUNED.value]
+    base = rows[rows["checkpoint_kind"] == CheckpointKind.BASE.value]
+    tuned = rows[rows["checkpoint_kind"] == CheckpointKind.FINETUNED.value]
     judges = [c for c in rows.columns if c.startswith("judge: ")]
     cols = ["seed", "epoch", "checkpoint", "text", *judges, "human labels"]
 

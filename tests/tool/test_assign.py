@@ -8,7 +8,8 @@ from collections import Counter
 import pandas as pd
 
 from annotations.records import HumanLabel
-from tool.assign import Outstanding, PlanSettings, candidates, gold_accuracy, plan_session
+from annotations.planner import PlanSettings, candidates, gold_accuracy, plan_session
+from tool.assign import Outstanding
 
 
 def items_frame(n_ckpt=3, n_temp=2, per=4, labelled=None, flagged=()):

@@ -7,7 +7,7 @@ import numpy as np
 
 from annotations.records import HumanLabel, Label
 from tool.app import AppOptions, make_context
-from tool.board import Filters, compute, human_answers
+from tool.board import Filters, compute
 
 
 def label_everything(filled, annotators=("ana", "bob"), flip_every=5):
@@ -25,21 +25,6 @@ def label_everything(filled, annotators=("ana", "bob"), flip_every=5):
     filled.store.add_labels(labels)
 
 
-def test_human_answers_majority():
-    import pandas as pd
-
-    labels = pd.DataFrame([
-        dict(generation_id="a", label="complies", chosen_at_random=True),
-        dict(generation_id="a", label="complies", chosen_at_random=False),
-        dict(generation_id="b", label="complies", chosen_at_random=False),
-        dict(generation_id="b", label="refuses", chosen_at_random=False),
-        dict(generation_id="c", label="incoherent", chosen_at_random=None)])
-    out = human_answers(labels).set_index("generation_id")
-    assert out.loc["a", "human"] == 1
-    assert np.isnan(out.loc["b", "human"]) and np.isnan(out.loc["c", "human"])
-    assert list(human_answers(labels, random_only=True)["generation_id"]) == ["a"]
-
-
 def test_dashboard_frames(filled):
     label_everything(filled)
     ctx = make_context(filled.store, AppOptions(n_boot=100, gold={
@@ -49,7 +34,7 @@ def test_dashboard_frames(filled):
     assert set(judges.index) == {"refusal", "llm(template=sorry_bench)"}
     assert judges.loc["refusal", "kappa"] == 1.0  # the refusal judge matches people exactly here
     assert board.judge == "refusal"  # no judge picked: the plots follow the best kappa
-    assert "judge refusal (the best kappa against people)" in board.notes[0]
+    assert "judge refusal (the closest to people)" in board.notes[0]
     assert judges.loc["llm(template=sorry_bench)", "unparseable"] > 0
     assert judges.loc["refusal", "n coherent"] + judges.loc["refusal", "n incoherent"] == \
         judges.loc["refusal", "labelled"]
@@ -72,7 +57,7 @@ def test_dashboard_frames(filled):
 def test_filters_narrow_everything(filled):
     label_everything(filled)
     ctx = make_context(filled.store, AppOptions(n_boot=50))
-    board = compute(ctx, Filters(temperatures=(0.7,), categories=("Self-harm", "Fraud")))
+    board = compute(ctx, Filters(temperatures=(0.7,), categories=("2", "4")))  # Self-harm, Fraud
     assert set(board.harm["temperature"]) == {0.7}
     assert board.judges["verdicts"].max() == 5 * 2  # 5 checkpoints x 2 prompts, one judge
 
@@ -107,7 +92,8 @@ def test_an_imported_calibration_set_corrects_but_stays_off_the_epoch_lines(fill
     refusal = board.harm[board.harm["judge"] == "refusal"].set_index("checkpoint")
     assert "imported: calib" in refusal.index
     assert refusal["corrected"].notna().all()  # calibrated by the imported labels alone
-    assert refusal.loc["imported: calib", "n_calibration"] == 12
+    (report,) = [r for r in board.result.harmfulness.values() if r.judge == "refusal"]
+    assert report.n_calibration == 12
     raw = board.epochs[~board.epochs["series"].str.endswith("corrected")]
     assert {s: sorted(e) for s, e in raw.groupby("series")["epoch"]} == {
         s: [0, 1, 2] for s in raw["series"].unique()}
