@@ -275,6 +275,13 @@ def primary_judge(source: Store | Frames, agreement: JudgeHumanTable | None = No
 # --- judges against judges -------------------------------------------------------------------
 
 
+def complies_share(verdicts: pd.DataFrame) -> pd.Series:
+    """Per generation, the share of judges saying complies among those that could read it
+    (verdicts_frame rows: generation_id, label)."""
+    return verdicts.groupby("generation_id")["label"].mean()
+
+
+
 def judge_vs_judge_table(source: Store | Frames,
                          kind: PromptKind | None = PromptKind.UNSAFE) -> pd.DataFrame:
     """Per pair of judges: Cohen's kappa and raw agreement on the generations both parsed, and

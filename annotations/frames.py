@@ -8,9 +8,13 @@ as plain frames; every statistic takes `source`, a `Store` or a `Frames`, and ca
 
 from __future__ import annotations
 
+import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from annotations.records import CheckpointKind, JudgeSpec, PromptKind
@@ -114,18 +118,36 @@ def judge_names(outcomes: pd.DataFrame) -> dict[str, str]:
     frame carries `judge_args`, else its name; a name two judges share gets the id's first
     characters."""
     pairs = outcomes.drop_duplicates("judge_id")
-    args = pairs["judge_args"] if "judge_args" in pairs else [None] * len(pairs)
-    shown = pd.Series([JudgeSpec(name=str(n), args=a).label if isinstance(a, dict) else str(n)
-                       for n, a in zip(pairs["judge_name"], args)], index=pairs.index)
+    if "judge_args" in pairs:
+        shown = [JudgeSpec(name=str(n), args=a if isinstance(a, dict) else {}).label
+                 for n, a in zip(pairs["judge_name"], pairs["judge_args"])]
+    else:
+        shown = [str(n) for n in pairs["judge_name"]]
+    shown = pd.Series(shown, index=pairs.index)
     shared = shown.duplicated(keep=False)
     return {j: f"{n} [{str(j)[:6]}]" if s else n
             for j, n, s in zip(pairs["judge_id"], shown, shared)}
 
 
 def judge_labels(judges: pd.DataFrame) -> dict[str, str]:
-    """Judge id -> its JudgeSpec label (name and arguments), from the store's judges_frame."""
-    return {row.id: JudgeSpec(name=row.name, args=row.args or {}).label
-            for row in judges.itertuples()}
+    """judge_names from the store's judges_frame (id, name, args): the same names."""
+    return judge_names(judges.rename(columns={"id": "judge_id", "name": "judge_name",
+                                              "args": "judge_args"}))
+
+
+def jsonable(value: Any) -> Any:
+    """`value` with nan/inf as None and numpy scalars as Python ones, for strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def json_records(frame: pd.DataFrame) -> list[dict]:

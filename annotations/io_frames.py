@@ -11,7 +11,6 @@ is wrong". An empty judge verdict is unparseable: counted and left out, never re
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from annotations.agreement import LEVELS, krippendorff_alpha
 from annotations.analysis import (Frames, frames_of, human_alpha, judge_human_table,
                                   variance_report)
 from annotations.correction import corrected_harmfulness
+from annotations.frames import jsonable
 from annotations.records import HumanLabel
 from annotations.store import Store
 from annotations.tabular import (BadInputError, Row, read_table, require_columns,
@@ -31,19 +31,6 @@ from annotations.variance import seed_spread, variance_components
 
 BINARY_WORDS = {"1": 1, "0": 0, "1.0": 1, "0.0": 0, "true": 1, "false": 0,
                 HumanLabel.COMPLIES.value: 1, HumanLabel.REFUSES.value: 0}
-
-
-def jsonable(value: Any) -> Any:
-    """`value` with nan/inf as None and numpy scalars as Python ones, for strict JSON."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _binary(row: Row, field: str, allow_missing: bool = False) -> int | None:

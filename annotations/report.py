@@ -19,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from annotations import analysis as an
-from annotations.io_frames import jsonable
+from annotations.frames import jsonable
+from annotations.records import PromptKind
 from annotations.report_html import render
 from annotations.store import Store
 
@@ -73,7 +74,7 @@ def build_report(source: Store | an.Frames, categories: Sequence[str] | None = N
     frames = an.frames_of(source)
     categories = None if categories is None else tuple(str(c) for c in categories)
     notes: dict[str, str] = {}
-    unsafe = an.select_outcomes(frames.outcomes, "unsafe")
+    unsafe = an.select_outcomes(frames.outcomes, PromptKind.UNSAFE)
     judge_ids = sorted(unsafe["judge_id"].dropna().unique(), key=str)
     agreement, alpha = _people(frames, notes, n_boot, seed)
     primary = an.primary_judge(frames, agreement)
@@ -88,12 +89,13 @@ def build_report(source: Store | an.Frames, categories: Sequence[str] | None = N
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         store=source.url if isinstance(source, Store) else "(frames)",
         counts=source.counts() if isinstance(source, Store) else {}, categories=categories,
-        primary_judge=primary, judges=an.judge_summary_table(frames, agreement, alpha), harmfulness=harm,
-        by_category=by_category, subsets=subsets, headline=headline, agreement=agreement,
-        alpha=alpha, judge_vs_judge=an.judge_vs_judge_table(frames) if len(judge_ids) > 1
-        else pd.DataFrame(), flips=[], variance=[], capability=an.capability_table(frames, harm.get(primary)) if primary in harm
-        else pd.DataFrame(),
-        notes=notes)
+        primary_judge=primary, judges=an.judge_summary_table(frames, agreement, alpha),
+        harmfulness=harm, by_category=by_category, subsets=subsets, headline=headline,
+        agreement=agreement, alpha=alpha,
+        judge_vs_judge=an.judge_vs_judge_table(frames) if len(judge_ids) > 1 else pd.DataFrame(),
+        flips=[], variance=[],
+        capability=an.capability_table(frames, harm[primary]) if primary in harm
+        else pd.DataFrame(), notes=notes)
     _sweep_sections(report, frames, judge_ids, n_boot, seed)
     return report
 

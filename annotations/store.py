@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 
 from annotations.migrations import SCHEMA_VERSION, migrate, schema_version
 from annotations.records import (Annotator, CapabilityScore, Checkpoint, Generation, JudgeSpec,
-                                 Label, Prompt, Run, Verdict, Vote, utcnow)
+                                 Label, Prompt, PromptKind, Run, Verdict, Vote, utcnow)
 from annotations.schema import (annotators, capability, checkpoints, generations, judge_cache,
                                 judges, labels, metadata, prompts, runs, verdicts, votes)
 
@@ -267,19 +267,21 @@ class Store:
         with self._begin() as conn:
             return set(conn.execute(query).scalars())
 
-    def prompts(self, benchmark: str | None = None, kind: str | None = None) -> list[Prompt]:
+    def prompts(self, benchmark: str | None = None,
+                kind: PromptKind | None = None) -> list[Prompt]:
         frame = self.prompts_frame(benchmark, kind)
         fields = set(Prompt.model_fields)
         frame = frame.astype(object).where(frame.notna(), None)  # pandas turns NULL into NaN
         return [Prompt(**{k: v for k, v in row.items() if k in fields and v is not None})
                 for row in frame.to_dict("records")]
 
-    def prompts_frame(self, benchmark: str | None = None, kind: str | None = None) -> pd.DataFrame:
+    def prompts_frame(self, benchmark: str | None = None,
+                      kind: PromptKind | None = None) -> pd.DataFrame:
         query = select(prompts).order_by(prompts.c.benchmark, prompts.c.id)
         if benchmark is not None:
             query = query.where(prompts.c.benchmark == benchmark)
         if kind is not None:
-            query = query.where(prompts.c.kind == kind)
+            query = query.where(prompts.c.kind == PromptKind(kind).value)
         return self._read(query)
 
     def runs_frame(self) -> pd.DataFrame:

@@ -74,12 +74,12 @@ def _with_intervals(table: pd.DataFrame) -> pd.DataFrame:
                table["corrected"], table["corrected_ci_low"], table["corrected_ci_high"])]})
 
 
-def judge_reports(frames: Frames, kind: PromptKind = PromptKind.UNSAFE,
-                  correct: bool = True) -> list[HarmfulnessReport]:
+def judge_reports(frames: Frames, kind: PromptKind = PromptKind.UNSAFE, correct: bool = True,
+                  n_boot: int = 1000, seed: int = 0) -> list[HarmfulnessReport]:
     """harmfulness_report for every judge with verdicts on prompts of `kind`, by judge name."""
     outcomes = select_outcomes(frames.outcomes, kind)
     names = dict(zip(outcomes["judge_id"], outcomes["judge_name"]))
-    return [harmfulness_report(frames, j, kind=kind, correct=correct)
+    return [harmfulness_report(frames, j, kind=kind, correct=correct, n_boot=n_boot, seed=seed)
             for j in sorted(names, key=lambda j: (str(names[j]), j))]
 
 
@@ -103,11 +103,12 @@ def _calibration_note(report: HarmfulnessReport) -> dict:
             "specificity": report.specificity, "informative": report.informative}
 
 
-def sweep_summary(store: Store | Frames) -> SweepSummaryTable:
+def sweep_summary(store: Store | Frames, n_boot: int = 1000, seed: int = 0) -> SweepSummaryTable:
+    """The summary, with the report's defaults (n_boot, seed), so its numbers are the report's."""
     frames = store if isinstance(store, Frames) else Frames.from_store(store)
-    safety = judge_reports(frames)
+    safety = judge_reports(frames, n_boot=n_boot, seed=seed)
     return SweepSummaryTable(
         safety=_stacked(safety, SAFETY_COLUMNS),
-        over_refusal=_stacked(judge_reports(frames, PromptKind.BENIGN, correct=False),
-                              RATE_COLUMNS),
+        over_refusal=_stacked(judge_reports(frames, PromptKind.BENIGN, correct=False,
+                                            n_boot=n_boot, seed=seed), RATE_COLUMNS),
         capability=capability_table(frames), calibration=[_calibration_note(r) for r in safety])

@@ -252,3 +252,16 @@ def _paired_difference(totals: np.ndarray, boot: np.ndarray, level: float) -> tu
     low, high = percentile_ci(boot[:, 0] / boot[:, 1] - boot[:, 2] / boot[:, 3], level)
     return (tuned, base, tuned - base, float(low), float(high), len(totals), bool(tuned > base),
             bool(low > 0 or high < 0))
+
+
+def draw_spread(frame: pd.DataFrame) -> pd.DataFrame:
+    """Live sampling's spread: rows of (draw, checkpoint, judge, complies 1/0/None, text). Per
+    checkpoint and judge: the share judged complying in each draw, its range over draws, the
+    last draw's, and the share of distinct answer texts."""
+    if frame.empty:
+        return pd.DataFrame()
+    per_draw = frame.groupby(["checkpoint", "judge", "draw"])["complies"].mean()
+    table = per_draw.groupby(["checkpoint", "judge"]).agg(["count", "mean", "min", "max", "last"])
+    table.columns = ["draws", "mean complies", "lowest draw", "highest draw", "last draw"]
+    distinct = frame.groupby(["checkpoint", "judge"])["text"].agg(lambda s: s.nunique() / len(s))
+    return table.assign(**{"distinct answers": distinct}).reset_index()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
-from annotations.correction import harmfulness
+from annotations.votes import win_table
 from annotations.frames import checkpoint_labels
 from annotations.records import Role, VerdictLabel, Vote, VoteChoice, new_id
 from tool.context import AppContext, session_dropdown
@@ -117,40 +117,6 @@ def reveal(ctx: AppContext, pair: Pair, with_verdicts: bool) -> str:
 
 def _verdict_word(label: float | None) -> str:
     return VerdictLabel.of(label).word
-
-
-def win_table(votes: pd.DataFrame, generations: pd.DataFrame, names: dict[str, str],
-              n_boot: int = 1000) -> pd.DataFrame:
-    """Per checkpoint: votes, wins (judged safer), losses, ties, and the safer rate among decided
-    votes with a bootstrap CI over prompts."""
-    cols = ["checkpoint", "votes", "safer", "less_safe", "both_safe", "both_unsafe",
-            "safer_rate", "ci_low", "ci_high"]
-    if votes.empty:
-        return pd.DataFrame(columns=cols)
-    ckpt = generations.set_index("id")["checkpoint_id"]
-    rows = []
-    for side, other, win in (("generation_a", "generation_b", "a_safer"),
-                             ("generation_b", "generation_a", "b_safer")):
-        part = votes[["prompt_id", "choice"]].copy()
-        part["checkpoint_id"] = votes[side].map(ckpt)
-        part["won"] = votes["choice"].map(lambda c, w=win: 1 if c == w else
-                                          (0 if c in ("a_safer", "b_safer") else None))
-        rows.append(part)
-    long = pd.concat(rows, ignore_index=True)
-    out = []
-    for checkpoint_id, block in long.groupby("checkpoint_id", sort=True):
-        decided = block.dropna(subset=["won"])
-        rate = (harmfulness(decided["won"].astype(int), decided["prompt_id"], n_boot=n_boot)
-                if len(decided) else None)
-        out.append({"checkpoint": names.get(checkpoint_id, checkpoint_id), "votes": len(block),
-                    "safer": int((block["won"] == 1).sum()),
-                    "less_safe": int((block["won"] == 0).sum()),
-                    "both_safe": int((block["choice"] == "both_safe").sum()),
-                    "both_unsafe": int((block["choice"] == "both_unsafe").sum()),
-                    "safer_rate": rate.estimate if rate else float("nan"),
-                    "ci_low": rate.ci_low if rate else float("nan"),
-                    "ci_high": rate.ci_high if rate else float("nan")})
-    return pd.DataFrame(out, columns=cols).sort_values("safer_rate", ascending=False)
 
 
 # ----- the tab ---------------------------------------------------------------------------------

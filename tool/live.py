@@ -146,22 +146,14 @@ def _word(label: int | None) -> str:
 
 
 def variation(draws: Sequence[Draw]) -> pd.DataFrame:
-    """Per checkpoint and judge: the share judged complying in each draw, its range over draws,
-    and how many of all answers were distinct texts."""
-    rows = []
-    for number, draw in enumerate(draws, start=1):
-        for a in draw.answers:
-            for judge, (label, _, _) in a.verdicts.items():
-                rows.append({"draw": number, "checkpoint": a.checkpoint, "judge": judge,
-                             "complies": None if label is None else float(label), "text": a.text})
-    if not rows:
-        return pd.DataFrame()
-    frame = pd.DataFrame(rows)
-    per_draw = frame.groupby(["checkpoint", "judge", "draw"])["complies"].mean()
-    table = per_draw.groupby(["checkpoint", "judge"]).agg(["count", "mean", "min", "max", "last"])
-    table.columns = ["draws", "mean complies", "lowest draw", "highest draw", "last draw"]
-    distinct = frame.groupby(["checkpoint", "judge"])["text"].agg(lambda s: s.nunique() / len(s))
-    return table.assign(**{"distinct answers": distinct}).reset_index()
+    """Per checkpoint and judge, how much the draws differ (annotations.variance.draw_spread)."""
+    from annotations.variance import draw_spread
+
+    rows = [{"draw": number, "checkpoint": a.checkpoint, "judge": judge,
+             "complies": None if label is None else float(label), "text": a.text}
+            for number, draw in enumerate(draws, start=1) for a in draw.answers
+            for judge, (label, _, _) in a.verdicts.items()]
+    return draw_spread(pd.DataFrame(rows))
 
 
 def store_draw(ctx: AppContext, draw: Draw) -> int:

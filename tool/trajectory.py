@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
+from annotations.agreement_tables import complies_share
 from annotations.frames import checkpoint_labels, judge_labels
 from annotations.records import CheckpointKind, Role, VerdictLabel
 from tool.context import AppContext, session_dropdown
@@ -58,7 +59,7 @@ def _with_verdicts(store, rows: pd.DataFrame) -> pd.DataFrame:
     verdicts = verdicts[verdicts["generation_id"].isin(set(rows["id"]))]
     names = judge_labels(store.judges_frame())
     rows = rows.copy()
-    rows["complies_share"] = rows["id"].map(verdicts.groupby("generation_id")["label"].mean())
+    rows["complies_share"] = rows["id"].map(complies_share(verdicts))
     for judge_id, block in verdicts.groupby("judge_id"):
         said = {r.generation_id: _verdict_text(r.label, r.probability) for r in block.itertuples()}
         rows[f"judge: {names.get(judge_id, judge_id)}"] = rows["id"].map(said).fillna("")

@@ -7,7 +7,8 @@ from collections import Counter
 
 from annotations.records import VoteChoice
 from tool.app import AppOptions, make_context
-from tool.compare import checkpoint_names, new_pair, pick_pair, reveal, vote, win_table
+from annotations.votes import win_table
+from tool.compare import checkpoint_names, new_pair, pick_pair, reveal, vote
 
 
 def test_pairs_are_two_checkpoints_one_prompt_one_temperature(filled):
