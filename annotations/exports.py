@@ -35,8 +35,9 @@ def _prompts(store: Store) -> pd.DataFrame:
 def _generations(store: Store) -> pd.DataFrame:
     texts = store.prompts_frame()[["id", "text"]].rename(columns={"id": "prompt_id",
                                                                    "text": "prompt"})
-    checkpoints = store.checkpoints_frame()[["id", "base_model", "run_id", "epoch"]].rename(
-        columns={"id": "checkpoint_id"})
+    checkpoints = store.checkpoints_frame()[["id", "base_model", "run_id", "epoch", "kind",
+                                             "source"]].rename(
+        columns={"id": "checkpoint_id", "kind": "checkpoint_kind", "source": "import_source"})
     frame = store.generations_frame(with_text=True)
     return frame.merge(checkpoints, on="checkpoint_id", how="left").merge(
         texts, on="prompt_id", how="left")

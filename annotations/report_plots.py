@@ -93,7 +93,7 @@ def epoch_figure(result: HarmfulnessReport, base_model: str,
 
 def _checkpoint_order(table: pd.DataFrame) -> list[str]:
     keys = table.drop_duplicates("checkpoint_id")
-    keys = keys.assign(_s=keys["seed"].fillna(-1)).sort_values(["base_model", "_s", "epoch"])
+    keys = keys.sort_values(["base_model", "seed", "epoch"], na_position="first")  # base first
     return list(keys["checkpoint_id"])
 
 

@@ -36,7 +36,7 @@ class SweepSummaryTable:
 
     def to_text(self) -> str:
         parts = ["Harmfulness (share of unsafe requests answered; 95% CIs over prompts), raw and "
-                 "corrected for each judge's errors against people's labels:",
+                 "corrected for each judge's errors against the annotators' labels:",
                  _show(_with_intervals(self.safety), ["judge", "checkpoint", "T", "raw [95% CI]",
                                                       "corrected [95% CI]", "n",
                                                       "unparseable"])]
@@ -93,7 +93,7 @@ def _stacked(reports: list[HarmfulnessReport], columns: list[str]) -> pd.DataFra
 
 def _calibration_note(report: HarmfulnessReport) -> dict:
     if report.informative:
-        text = (f"corrected with {report.n_calibration} human-labelled answers "
+        text = (f"corrected with {report.n_calibration} answers labelled by annotators "
                 f"({report.calibration.value}): sensitivity {report.sensitivity:.2f}, "
                 f"specificity {report.specificity:.2f}")
     else:
