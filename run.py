@@ -3,7 +3,11 @@ and prints the result (as JSON with --json).
 
     python run.py --help
     python run.py demo                 # the demo sweep on the embedded model, then the app
-    python run.py status --json
+    python run.py status --json        # --store, --json, --quiet, -v: before or after the command
+
+Bad input (a malformed config or file, a missing file, an unknown name, a store that cannot be
+opened, a missing optional package, a hub id offline) exits with code 2 and one line on stderr,
+`error: ...`, with nothing stored changed; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,10 +16,15 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {}
+OWN_PACKAGES = {"annotations", "pipeline", "tool", "benchmarks"}
+EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres"}  # module: the extra that brings it
+FILE_ARGS = ("config", "path", "labels", "judged", "calibration", "outcomes", "gold", "html")
 
 
 def command(fn: Callable[[argparse.Namespace], Any]) -> Callable[[argparse.Namespace], Any]:
@@ -24,9 +33,29 @@ def command(fn: Callable[[argparse.Namespace], Any]) -> Callable[[argparse.Names
 
 
 def open_store(args: argparse.Namespace):
-    from annotations.store import Store
+    import sqlalchemy.exc
 
-    return Store.open(args.store)
+    from annotations.store import Store, resolve_url
+
+    if args.store and Path(args.store).expanduser().is_dir():
+        raise ValueError(f"--store {args.store}: is a folder; give a SQLite file (e.g. "
+                         f"{Path(args.store) / 'workbench.db'}) or a database URL")
+    try:
+        return Store.open(args.store)
+    except sqlalchemy.exc.SQLAlchemyError as err:  # not a database, a bad URL, no server
+        cause = getattr(err, "orig", None) or err
+        raise ValueError(f"cannot open the store {shown_url(resolve_url(args.store))}: "
+                         f"{cause}") from err
+
+
+def shown_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def emit(args: argparse.Namespace, result: Any, text: str | None = None) -> None:
@@ -44,23 +73,33 @@ def cmd_status(args: argparse.Namespace) -> None:
     emit(args, counts, "\n".join(lines))
 
 
+def checked_config(args: argparse.Namespace):
+    """The sweep config, checked, its files read and its models found: before the pipeline is
+    imported and before the store is opened, so a bad input changes nothing."""
+    from pipeline.config import load_config
+    from pipeline.preflight import check_inputs
+
+    config = load_config(args.config)
+    check_inputs(config)
+    return config
+
+
 @command
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from pipeline.config import load_config
+    config = checked_config(args)
     from pipeline.sweep import run_sweep
 
-    summary = run_sweep(open_store(args), load_config(args.config), progress=not args.quiet)
+    summary = run_sweep(open_store(args), config, progress=not args.quiet)
     emit(args, summary.to_dict())
 
 
 @command
 def cmd_demo(args: argparse.Namespace) -> None:
+    config = checked_config(args)
     from annotations.summary import sweep_summary
-    from pipeline.config import load_config
     from pipeline.sweep import run_sweep
 
     store = open_store(args)
-    config = load_config(args.config)
     app = None
     if not args.no_serve:  # the app opens at once; its dashboard fills up as results arrive
         from tool.app import serve
@@ -79,7 +118,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 @command
 def cmd_serve(args: argparse.Namespace) -> None:
     from tool.app import AppOptions, serve
-    from tool.assign import load_gold
+    from annotations.planner import load_gold
 
     options = AppOptions(k=args.k, session_size=args.session_size, blind=not args.not_blind,
                          gold=load_gold(args.gold) if args.gold else {})
@@ -104,11 +143,13 @@ def cmd_annotators(args: argparse.Namespace) -> None:
 
 @command
 def cmd_judge(args: argparse.Namespace) -> None:
+    from pipeline.preflight import check_judge_model
     from pipeline.judge import judge_store
     from pipeline.judges import parse_judge_args
 
-    result = judge_store(open_store(args), args.judge, parse_judge_args(args.arg or []),
-                         progress=not args.quiet)
+    judge_args = parse_judge_args(args.arg or [])
+    check_judge_model(args.judge, judge_args)  # before the judge is recorded in the store
+    result = judge_store(open_store(args), args.judge, judge_args, progress=not args.quiet)
     emit(args, result.to_dict() if hasattr(result, "to_dict") else vars(result))
 
 
@@ -183,32 +224,39 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(f"report written to {result['html']}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="run.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", help="SQLite file or database URL "
-                        "(default: $WORKBENCH_STORE, else ./workbench.db)")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def common_options(after_command: bool) -> argparse.ArgumentParser:
+    """--store, --json, --quiet and --verbose, taken before the command or after it. After it,
+    an option left out must not reset one given before: hence no defaults there (SUPPRESS)."""
+    unset = {"default": argparse.SUPPRESS} if after_command else {}
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--store", help="SQLite file or database URL "
+                         "(default: $WORKBENCH_STORE, else ./workbench.db)", **unset)
+    options.add_argument("--json", action="store_true", help="machine-readable output", **unset)
+    options.add_argument("--quiet", action="store_true", help="no progress bars", **unset)
+    options.add_argument("-v", "--verbose", action="store_true",
+                         help="more logging, and the traceback of an error", **unset)
+    return options
 
-    def add(name: str, help_text: str, json_flag: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        if json_flag:
-            p.add_argument("--json", action="store_true", help="machine-readable output")
-        return p
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run.py", description=__doc__.split("\n\n")[0],
+                                     parents=[common_options(after_command=False)])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    shared = common_options(after_command=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[shared])
 
     add("status", "counts of everything in the store")
     p = add("sweep", "run a sweep config: fine-tune, generate, judge, measure (resumable)")
     p.add_argument("config")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p = add("demo", "the demo sweep on the embedded default model, with the app serving "
             "while it runs")
     p.add_argument("--config", default="configs/demo.yaml")
     p.add_argument("--no-serve", action="store_true", help="no app: stop after the pipeline")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--quiet", action="store_true")
-    p = add("serve", "the annotation and analysis app over the store (login required)",
-            json_flag=False)
+    p = add("serve", "the annotation and analysis app over the store (login required)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--k", type=int, default=3, help="people per item")
@@ -223,7 +271,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("judge", "judge every stored generation this judge has not judged yet")
     p.add_argument("--judge", required=True, help="a registered judge: refusal, llm, http")
     p.add_argument("--arg", action="append", metavar="K=V", help="a judge argument (repeatable)")
-    p.add_argument("--quiet", action="store_true")
     p = add("import", "import prompts, externally labelled responses, or human labels")
     p.add_argument("what", choices=["prompts", "labelled", "labels"],
                    help="prompts: a benchmark file; labelled: (prompt, response, human label) "
@@ -270,11 +317,51 @@ def main(argv: list[str] | None = None) -> int:
     # bitsandbytes warns on import that an optional CPU kernel package is missing: noise here.
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     try:
+        check_files(args)
         COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:
+        message = input_error(err)
+        if message is None:
+            raise  # a bug: its traceback is what is needed
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def check_files(args: argparse.Namespace) -> None:
+    """A folder given where a file is expected fails here, by the option's name."""
+    for name in FILE_ARGS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and Path(value).expanduser().is_dir():
+            raise ValueError(f"{value}: is a folder, not a file ({name})")
+
+
+def input_error(err: BaseException) -> str | None:
+    """One line saying what was wrong, for an error that bad input or a missing optional
+    package caused; None for anything else (a bug). Errors our own packages define, ValueError
+    (their base for bad input) and OSError (a missing or unreadable file) are input errors."""
+    if isinstance(err, ModuleNotFoundError):
+        return None if _top(err.name) in OWN_PACKAGES else missing_package(err.name or "")
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    if isinstance(err, (ValueError, OSError)) or _top(type(err).__module__) in OWN_PACKAGES:
+        return " ".join(str(err).split()) or type(err).__name__  # one line, whatever it said
+    return None
+
+
+def _top(module: str | None) -> str:
+    return (module or "").split(".")[0]
+
+
+def missing_package(module: str) -> str:
+    extra = EXTRAS.get(_top(module))
+    if extra:
+        fix = f"pip install 'safety-workbench[{extra}]' (or pip install -e '.[{extra}]')"
+    else:
+        fix = f"install the package that provides it (e.g. pip install {_top(module)})"
+    return f"the Python module {_top(module)!r} is not installed: {fix}"
 
 
 if __name__ == "__main__":

@@ -249,6 +249,9 @@ def read_source(path_or_id: str | Path, split: str = "train", hub_hint: str = ""
 
 
 def read_hub(dataset_id: str, split: str = "train", hint: str = "") -> Table:
+    from annotations.hub import require_dataset  # fails in seconds where the hub is not there
+
+    require_dataset(dataset_id, hint)
     try:
         import datasets
 

@@ -1,22 +1,56 @@
-"""A sweep's settings: one YAML file read into small frozen dataclasses.
+"""A sweep's settings: one YAML file read into small frozen dataclasses, checked field by field.
 
 Everything a sweep does is named here (base models, training data, seeds, epochs, LoRA and
 quantization settings, benchmarks, temperatures, samples, judges, the capability hold-out), so a
 sweep can be re-run, resumed or shared as one file. See configs/ for commented examples.
+
+Every problem in a file is reported at once, each named by its path and what was expected, in one
+`ConfigError` whose message is one line:
+
+    sweep.yaml: train.learning_rate: expected a number, got 'fast'; name: missing (required)
+
+`pipeline.preflight.check_inputs` then reads every file and finds every model the sweep will use,
+so a bad input stops a sweep before it writes anything.
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import types
 import typing
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from pipeline.align import AlignSpec
-from pipeline.finetune import LoraSettings, TrainSettings
-from pipeline.generate import GenerationSettings
+if TYPE_CHECKING:
+    from pipeline.align import AlignSpec
+    from pipeline.finetune import TrainSettings
+    from pipeline.generate import GenerationSettings
+
+# Sections whose classes live with their stage. They are imported only when a config has the
+# section, or when a SweepConfig is made: the training stack takes about 9 s to import, and a
+# config with a typo elsewhere should say so at once.
+SECTIONS = {"train": "pipeline.finetune:TrainSettings",
+            "generation": "pipeline.generate:GenerationSettings",
+            "align": "pipeline.align:AlignSpec"}
+MAX_PROBLEMS = 10
+
+
+class ConfigError(ValueError):
+    """A sweep config that cannot be used; the message names every problem on one line."""
+
+
+def section_class(name: str) -> type:
+    module, _, attr = SECTIONS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _default(name: str) -> Callable[[], Any]:
+    return lambda: section_class(name)()
 
 
 @dataclass(frozen=True)
@@ -80,9 +114,9 @@ class SweepConfig:
     base_models: tuple[str, ...] = ("smollm2",)
     datasets: tuple[DataSpec, ...] = ()
     seeds: tuple[int, ...] = (1, 2, 3, 4, 5)
-    train: TrainSettings = field(default_factory=TrainSettings)
+    train: TrainSettings = field(default_factory=_default("train"))
     benchmarks: tuple[BenchmarkSpec, ...] = ()
-    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    generation: GenerationSettings = field(default_factory=_default("generation"))
     judges: tuple[JudgeConfig, ...] = (JudgeConfig("refusal"),)
     capability: CapabilitySpec | None = None
     calibration: tuple[CalibrationSpec, ...] = ()
@@ -90,63 +124,256 @@ class SweepConfig:
     output_dir: str = "out"
 
 
-def _build(cls: type, raw: dict[str, Any] | None, where: str) -> Any:
-    raw = dict(raw or {})
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(sorted(known))}")
-    hints = typing.get_type_hints(cls)
-    for key, value in raw.items():
-        if isinstance(value, list):
-            raw[key] = tuple(value)
-        elif isinstance(value, str) and "float" in str(hints[key]):
-            raw[key] = float(value)  # YAML reads 2e-5 (no dot) as a string
-    return cls(**raw)
-
+# ----- reading the file ---------------------------------------------------------------------
 
 def load_config(path: str | Path) -> SweepConfig:
-    """Read and check a sweep YAML; relative data paths are taken from the file's folder's
-    project root (the current directory)."""
+    """Read and check a sweep YAML; relative data paths are taken from the current directory
+    (the project root)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"{path}: cannot read the sweep config: {err}") from err
+    raw = _read_yaml(path)
+    if raw is None:
+        raise ConfigError(f"{path}: the file is empty (a sweep config needs at least `name:`)")
     return config_from_dict(raw, str(path))
 
 
-def _train(raw: dict[str, Any] | None, where: str) -> TrainSettings:
-    train = dict(raw or {})
-    lora = _build(LoraSettings, train.pop("lora", None), f"{where}.lora")
-    return _build(TrainSettings, {**train, "lora": lora}, where)
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a YAML file") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte offset {err.start})") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the sweep config ({err.strerror or err})") from None
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: builds no objects
+    except yaml.YAMLError as err:
+        raise ConfigError(_yaml_problem(path, err)) from None
 
 
-def _align(raw: dict[str, Any] | None, where: str) -> AlignSpec | None:
-    if not raw:
+def _yaml_problem(path: Path, err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+    problem = getattr(err, "problem", None) or "a YAML syntax error"
+    context, start = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context and start and (mark is None or start.line != mark.line):
+        problem += f"; {context} at line {start.line + 1}"  # e.g. where a bracket was opened
+    return f"{where}: not valid YAML ({problem})"
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one
+    quietly, so a second `train:` would silently replace the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Hashable] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key, Hashable):
+                continue
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+# ----- checking the settings ----------------------------------------------------------------
+
+_BAD = object()  # a value that failed its check; the problem is already recorded
+
+
+def config_from_dict(raw: Any, where: str = "config") -> SweepConfig:
+    """A checked SweepConfig from the YAML's data; raises ConfigError naming every problem."""
+    problems: list[str] = []
+    if not isinstance(raw, dict):
+        problems.append(f"expected a mapping of settings (name: ..., base_models: ...), "
+                        f"got {_shown(raw)}")
+    else:
+        config = _build(SweepConfig, raw, "", problems)
+    if problems:
+        more = len(problems) - MAX_PROBLEMS
+        said = "; ".join(problems[:MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
+        raise ConfigError(f"{where}: {said}")
+    return config
+
+
+def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
+    """`cls` from a mapping, each value converted to its field's type and checked."""
+    if not isinstance(raw, dict):
+        problems.append(f"{path}: expected a mapping of settings, got {_shown(raw)}")
+        return _BAD
+    start, known = len(problems), {f.name: f for f in fields(cls)}
+    hints, values = _hints(cls), {}
+    for key, value in raw.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in known:
+            problems.append(f"{where}: unknown setting{_did_you_mean(key, known)}")
+            continue
+        values[key] = _convert(value, _field_type(cls, key, hints), where, problems)
+        _check(cls, key, values[key], where, problems)
+    for name, f in known.items():
+        if name not in raw and f.default is MISSING and f.default_factory is MISSING:
+            problems.append(f"{path + '.' if path else ''}{name}: missing (required)")
+    return cls(**values) if len(problems) == start else _BAD
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls is not SweepConfig:
+        return typing.get_type_hints(cls)
+    # Its sections' names stand in for their classes here; _field_type imports one when needed.
+    stand_ins = {spec.rpartition(":")[2]: object for spec in SECTIONS.values()}
+    return typing.get_type_hints(cls, localns=stand_ins)
+
+
+def _field_type(cls: type, name: str, hints: dict[str, Any]) -> Any:
+    if cls is SweepConfig and name in SECTIONS:
+        section = section_class(name)
+        return section | None if name == "align" else section
+    if cls.__name__ == "AlignSpec" and name == "data":  # typed tuple[Any, ...] over there
+        return tuple[DataSpec, ...]
+    return hints[name]
+
+
+def _convert(value: Any, hint: Any, where: str, problems: list[str]) -> Any:
+    """`value` as `hint` (Optional, tuple, dict, a dataclass or a scalar), or _BAD."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        inner = next(a for a in args if a is not type(None))
+        if value is None or (value == {} and is_dataclass(inner)):  # `capability: {}` is none
+            return None
+        return _convert(value, inner, where, problems)
+    if origin is tuple:
+        return _items(value, args[0], where, problems)
+    if origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        return _problem(problems, where, f"expected a mapping, got {_shown(value)}")
+    if is_dataclass(hint):
+        return _build(hint, value, where, problems)
+    return _scalar(value, hint, where, problems)
+
+
+def _items(value: Any, hint: Any, where: str, problems: list[str]) -> Any:
+    """A list's items (one value stands for a list of one; nothing for none)."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    converted = tuple(_convert(v, hint, f"{where}[{i}]", problems) for i, v in enumerate(items))
+    return _BAD if any(v is _BAD for v in converted) else converted
+
+
+def _scalar(value: Any, hint: Any, where: str, problems: list[str]) -> Any:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is int and number and float(value).is_integer():
+        return int(value)
+    if hint is float and number:
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads 2e-5 (no dot) as text
+        except ValueError:
+            pass
+    if hint is str and (isinstance(value, str) or number):
+        return str(value)
+    expected = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+    return _problem(problems, where, f"expected {expected.get(hint, hint)}, got {_shown(value)}")
+
+
+def _problem(problems: list[str], where: str, what: str) -> Any:
+    problems.append(f"{where}: {what}")
+    return _BAD
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _did_you_mean(key: Any, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(key), list(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(known)})"
+
+
+# ----- value checks, by field name ------------------------------------------------------------
+
+def _at_least(low: float) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= low else f"must be >= {low}, got {v!r}"
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else f"must be > 0, got {v!r}"
+
+
+def _fraction(v: float) -> str | None:
+    return None if 0 <= v < 1 else f"must be at least 0 and below 1, got {v!r}"
+
+
+def _not_empty(v: str) -> str | None:
+    return None if v.strip() else "must not be empty"
+
+
+def _quantization(v: str) -> str | None:
+    from pipeline.models import QUANTIZATIONS
+
+    known = [q for q in QUANTIZATIONS if q]
+    return None if v in known else f"must be one of {', '.join(known)} or null, got {v!r}"
+
+
+def _benchmark_shape(v: str) -> str | None:
+    from pipeline.benchmarks import BENCHMARK_LOADERS
+
+    if v.strip().lower().replace("_", "-") in BENCHMARK_LOADERS:
         return None
-    raw = dict(raw)
-    return _build(AlignSpec, {
-        **raw, "train": _train(raw.get("train"), f"{where}: align.train"),
-        "data": [_build(DataSpec, d, f"{where}: align.data") for d in raw.get("data", [])]},
-        f"{where}: align")
+    return f"unknown benchmark shape {v!r} (known: {', '.join(BENCHMARK_LOADERS)})"
 
 
-def config_from_dict(raw: dict[str, Any], where: str = "config") -> SweepConfig:
-    raw = dict(raw)
-    return _build(SweepConfig, {
-        **raw,
-        "train": _train(raw.get("train"), f"{where}: train"),
-        "align": _align(raw.get("align"), where),
-        "datasets": [_build(DataSpec, d, f"{where}: datasets") for d in raw.get("datasets", [])],
-        "benchmarks": [_build(BenchmarkSpec, b, f"{where}: benchmarks")
-                       for b in raw.get("benchmarks", [])],
-        "generation": _build(GenerationSettings, raw.get("generation"), f"{where}: generation"),
-        "judges": [_build(JudgeConfig, j, f"{where}: judges")
-                   for j in raw.get("judges", [{"name": "refusal"}])],
-        "calibration": [_build(CalibrationSpec, c, f"{where}: calibration")
-                        for c in raw.get("calibration", [])],
-        "capability": (_build(CapabilitySpec, raw["capability"], f"{where}: capability")
-                       if raw.get("capability") else None),
-    }, where)
+def _judge(judge: JudgeConfig) -> str | None:
+    """The judge is registered and takes the arguments given (what its spec would record)."""
+    from pipeline.judges import judge_spec
+
+    try:
+        judge_spec(judge.name, **judge.args)
+    except (ValueError, OSError) as err:
+        return str(err)
+    return None
+
+
+def _data_shape(v: str) -> str | None:
+    from pipeline.instructions import SHAPES
+
+    if v.strip().lower() in SHAPES:
+        return None
+    return f"unknown instruction data shape {v!r} (known: {', '.join(SHAPES)})"
+
+
+COUNT = _at_least(1)
+CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "epochs": COUNT, "batch_size": COUNT, "micro_batch_size": COUNT, "max_length": COUNT,
+    "r": COUNT, "samples": COUNT, "max_new_tokens": COUNT, "n": COUNT, "repeat": COUNT,
+    "seed": _at_least(0), "seeds": _at_least(0), "temperatures": _at_least(0),
+    "learning_rate": _positive, "alpha": _positive, "dropout": _fraction,
+    "warmup_ratio": _fraction, "name": _not_empty, "quantization": _quantization,
+    "BenchmarkSpec.path": _not_empty, "CalibrationSpec.path": _not_empty,
+    "BenchmarkSpec.shape": _benchmark_shape, "DataSpec.shape": _data_shape,
+    "CapabilitySpec.shape": _data_shape, "SweepConfig.judges": _judge,
+}
+
+
+def _check(cls: type, name: str, value: Any, where: str, problems: list[str]) -> None:
+    check = CHECKS.get(f"{cls.__name__}.{name}") or CHECKS.get(name)
+    if check is None or value is None or value is _BAD:
+        return
+    items = enumerate(value) if isinstance(value, tuple) else [(None, value)]
+    for i, item in items:
+        said = check(item)
+        if said is not None:
+            problems.append(f"{where}{'' if i is None else f'[{i}]'}: {said}")

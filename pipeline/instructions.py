@@ -21,6 +21,7 @@ from pathlib import Path
 from annotations.records import stable_id
 from annotations.tabular import (Row, ensure_unique, read_source, rename_columns, require_columns,
                                  require_rows)
+from annotations.hub import require_dataset
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def load_instructions(shape: str, path: str | Path, n: int | None = None, seed: 
         raise ValueError(f"unknown instruction data shape {shape!r} (known: {', '.join(SHAPES)})")
     fields = SHAPES[key]
     known = [f for f in (*fields, "id") if f]
+    require_dataset(path, hint="download it")  # offline, a hub id fails now, not after ~25 s
     table = rename_columns(read_source(path, hub_hint="download it"), columns, known)
     require_columns(table, [fields[0], fields[2]])
     require_rows(table)

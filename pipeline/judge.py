@@ -3,8 +3,9 @@
 The judge is named and configured as in the registry (`pipeline.judges`); its spec is stored
 with the verdicts, so each verdict can be traced to the exact judge that made it. Each batch of
 verdicts is written in its own transaction, so a killed run loses at most the batch in flight
-and the next run carries on from there. Judges that take a cache (the HTTP judge) get one backed
-by the store, so an answer paid for once is never asked for again. Outcomes marked `retry` (the
+and the next run carries on from there. Judges that take a cache (the LLM and HTTP judges) get
+one backed by the store (`pipeline.judges.cache.StoreCache`: one key and one payload format for
+every judge), so an answer paid for once is never asked for again. Outcomes marked `retry` (the
 judge could not be reached) are not stored, and the stage stops after a batch of nothing else.
 
     python run.py judge --judge refusal
@@ -21,10 +22,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from annotations.records import Verdict, stable_id
+from annotations.records import Verdict
 from annotations.store import Store
 from pipeline.judges import (JudgeFn, JudgeItem, JudgeOutcome, create_judge, judge_spec,
                              takes_cache)
+from pipeline.judges.cache import StoreCache
 
 log = logging.getLogger(__name__)
 
@@ -52,24 +54,6 @@ class JudgeSummary:
             self.unparseable += outcome.label is None
             self.complies += outcome.label == 1
             self.refuses += outcome.label == 0
-
-
-class StoreCache:
-    """A judge cache in the store's judge_cache table, its keys namespaced by the judge's id."""
-
-    def __init__(self, store: Store, judge_id: str):
-        self.store = store
-        self.judge_id = judge_id
-
-    def _key(self, item_key: str) -> str:
-        return stable_id("judge-cache", self.judge_id, item_key)
-
-    def get(self, keys: Sequence[str]) -> dict[str, str]:
-        stored = {self._key(k): k for k in keys}
-        return {stored[k]: raw for k, raw in self.store.cache_get(list(stored)).items()}
-
-    def put(self, answers: dict[str, str]) -> None:
-        self.store.cache_put(self.judge_id, {self._key(k): raw for k, raw in answers.items()})
 
 
 def pending(store: Store, judge_id: str) -> tuple[list[str], int]:

@@ -7,7 +7,8 @@ A model is named by one string:
   (under a second instead of about 20 s).
 - `aligned/NAME`: a base model safety-tuned by the align stage (pipeline/align.py), cached;
 - a local folder holding a transformers model (config.json, weights, tokenizer);
-- a model hub id (needs the hub to be reachable).
+- a model hub id: from the local hub cache, else downloaded (the hub's reachability is checked
+  first, in two seconds at most: see annotations/hub.py).
 
     model, tokenizer = load_model("smollm2")
 """
@@ -21,6 +22,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from annotations import hub
 
 EMBEDDED = "smollm2"
 EMBEDDED_ALIASES = {"smollm2", "default", "embedded", "smollm2-135m-instruct"}
@@ -52,9 +55,13 @@ def embedded_gguf_path() -> Path:
     return path
 
 
+def embedded_target() -> Path:
+    return cache_dir() / "smollm2-135m-instruct"
+
+
 def embedded_model_dir() -> Path:
     """The embedded model as a safetensors folder, converted from GGUF on first use."""
-    target = cache_dir() / "smollm2-135m-instruct"
+    target = embedded_target()
     if (target / "config.json").exists():
         return target
     gguf = embedded_gguf_path()
@@ -96,7 +103,32 @@ def resolve(name: str) -> str:
         if not (path / "config.json").exists():
             raise ModelUnavailable(f"{path} is not a transformers model folder (no config.json).")
         return str(path.resolve())
-    return name  # a hub id
+    return hub_model(name)
+
+
+def hub_model(name: str) -> str:
+    """`name` as a hub id, when it is one and can be had now (cached, or the hub reachable)."""
+    if not hub.MODEL_ID.match(name):
+        raise ModelUnavailable(f"no such model folder: {name}")
+    reason = hub.offline_reason()
+    if reason is None:
+        return name
+    cached = hub.cached_model(name)
+    if cached is None:
+        raise ModelUnavailable(
+            f"model {name!r} is not on this machine and the Hugging Face hub cannot be used "
+            f"({reason}): download it first (`huggingface-cli download {name}`), or give a local "
+            "model folder, or `smollm2` for the embedded default.")
+    return str(cached)  # a folder: transformers then asks the hub nothing (and never retries)
+
+
+def check_available(name: str) -> None:
+    """Raise ModelUnavailable unless `name` can be loaded here; loads and converts nothing."""
+    if name.lower() in EMBEDDED_ALIASES:
+        if not (embedded_target() / "config.json").exists():
+            embedded_gguf_path()
+        return
+    resolve(name)
 
 
 @dataclass(frozen=True)
@@ -140,6 +172,7 @@ def load_tokenizer(name: str) -> Any:
 
 def load_model(name: str, options: LoadOptions = LoadOptions()) -> tuple[Any, Any]:
     """(model, tokenizer) for `name`, in eval mode, on the chosen device."""
+    source = resolve(name)  # before torch is imported: a bad name fails in well under a second
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -147,15 +180,15 @@ def load_model(name: str, options: LoadOptions = LoadOptions()) -> tuple[Any, An
     dtype = getattr(torch, options.dtype) if options.dtype else (
         torch.bfloat16 if device.startswith("cuda") else torch.float32)
     quant = _quantization_config(options.quantization, dtype)
-    source = resolve(name)
     try:
         kwargs: dict[str, Any] = {"dtype": dtype}
         if quant is not None:
             kwargs |= {"quantization_config": quant, "device_map": {"": device}}
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as err:
-        raise ModelUnavailable(f"Could not load model {name!r}: {err}. Give a local model folder, "
-                               "or `smollm2` for the embedded default.") from err
+        said = " ".join(str(err).split())  # transformers' messages run over several lines
+        raise ModelUnavailable(f"Could not load model {name!r}: {said.rstrip('.')}. Give a local "
+                               "model folder, or `smollm2` for the embedded default.") from err
     if quant is None:
         model.to(device)
     model.eval()

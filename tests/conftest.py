@@ -72,3 +72,17 @@ def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_cache:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     return path
+
+
+@pytest.fixture
+def unreachable_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No offline variable set, and the hub's address refuses connections at once."""
+    from annotations import hub
+
+    for name in hub.OFFLINE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at once
+    monkeypatch.setattr(hub.urllib.request, "getproxies", dict)
+    hub._unreachable.cache_clear()
+    yield
+    hub._unreachable.cache_clear()

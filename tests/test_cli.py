@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import run
+from pipeline.models import ModelUnavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,3 +107,43 @@ def test_report_writes_one_html_page(capsys, tmp_path):
     html = page.read_text()
     assert html.startswith("<!DOCTYPE html>") or html.lstrip().lower().startswith("<!doctype")
     assert "http://" not in html and "https://" not in html
+
+
+def failing(error: BaseException):
+    def command(args):
+        raise error
+    return command
+
+
+@pytest.mark.parametrize("error, expected", [
+    (ModuleNotFoundError("No module named 'psycopg'", name="psycopg"),
+     "error: the Python module 'psycopg' is not installed: pip install "
+     "'safety-workbench[postgres]' (or pip install -e '.[postgres]')"),
+    (ModuleNotFoundError("No module named 'vllm.x'", name="vllm.x"),
+     "error: the Python module 'vllm' is not installed: install the package that provides it "
+     "(e.g. pip install vllm)"),
+    (FileNotFoundError(2, "No such file or directory", "x.csv"),
+     "error: x.csv: No such file or directory"),
+    (ValueError("a message\nover two lines"), "error: a message over two lines"),
+    (ModelUnavailable("no model here"), "error: no model here"),
+])
+def test_input_errors_are_one_line_and_exit_2(capsys, monkeypatch, error, expected):
+    monkeypatch.setitem(run.COMMANDS, "status", failing(error))
+    assert run.main(["status"]) == 2
+    assert capsys.readouterr().err == expected + "\n"
+
+
+@pytest.mark.parametrize("error", [KeyError("oops"), RuntimeError("a bug"),
+                                   ModuleNotFoundError(name="pipeline.gone"),
+                                   ImportError("cannot import name 'x' from 'annotations.store'")])
+def test_a_bug_keeps_its_traceback(monkeypatch, error):
+    monkeypatch.setitem(run.COMMANDS, "status", failing(error))
+    with pytest.raises(type(error)):
+        run.main(["status"])
+
+
+def test_verbose_shows_the_traceback_of_an_input_error(capsys, monkeypatch):
+    monkeypatch.setitem(run.COMMANDS, "status", failing(ValueError("bad value")))
+    assert run.main(["status", "-v"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.endswith("error: bad value\n")

@@ -9,12 +9,14 @@ from pathlib import Path
 from annotations.records import Prompt
 from annotations.tabular import (Row, Table, ensure_unique, read_source, rename_columns,
                                  require_columns, require_rows)
+from annotations.hub import require_dataset
 
 Columns = str | Mapping[str, str] | None
 
 
 def read(path_or_id: str | Path, columns: Columns, required: Sequence[str],
          known: Iterable[str], hub_hint: str = "") -> Table:
+    require_dataset(path_or_id, hub_hint)  # offline, a hub id fails now, not after ~25 s
     table = rename_columns(read_source(path_or_id, hub_hint=hub_hint), columns, list(known))
     require_columns(table, required)
     require_rows(table)

@@ -35,12 +35,12 @@ import importlib
 import inspect
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from annotations.records import JudgeSpec, stable_id
+from annotations.records import JudgeSpec
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 BUILTIN_MODULES = ("pipeline.judges.refusal", "pipeline.judges.llm", "pipeline.judges.http")
@@ -51,11 +51,6 @@ MAX_RAW_CHARS = 10_000  # what a verdict keeps of a judge's answer
 class JudgeItem:
     prompt: str
     response: str
-
-    @property
-    def key(self) -> str:
-        """A stable key for this (prompt, response): what judge caches are keyed by."""
-        return stable_id("judge-item", self.prompt, self.response)
 
 
 @dataclass(frozen=True)
@@ -70,11 +65,12 @@ JudgeFn = Callable[[Sequence[JudgeItem]], list[JudgeOutcome]]
 
 
 class JudgeCache(Protocol):
-    """Answers a judge already received, by item key (the stage backs it with the store)."""
+    """Outcomes a judge already gave, by item (the stage backs it with the store:
+    `pipeline.judges.cache.StoreCache`, which also says how entries are kept)."""
 
-    def get(self, keys: Sequence[str]) -> dict[str, str]: ...
+    def get(self, items: Sequence[JudgeItem]) -> dict[JudgeItem, JudgeOutcome]: ...
 
-    def put(self, answers: dict[str, str]) -> None: ...
+    def put(self, outcomes: Mapping[JudgeItem, JudgeOutcome]) -> None: ...
 
 
 class JudgeUnavailable(RuntimeError):

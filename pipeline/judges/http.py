@@ -6,9 +6,9 @@ None). Requests run on a pool of `concurrency` threads sharing one httpx client,
 `concurrency` are ever in flight.
 
 Failures, by kind:
-- 429, 408, 5xx, timeouts and connection errors are retried up to `max_retries` times with
-  exponential backoff and jitter (a Retry-After header is honoured), each wait capped at
-  `max_backoff`. When the retries run out the outcome is marked `retry`: the stage stores
+- 429, 408, 5xx, timeouts and connection errors are retried (by tenacity) up to `max_retries`
+  times with exponential backoff and jitter (a Retry-After header is honoured), each wait capped
+  at `max_backoff`. When the retries run out the outcome is marked `retry`: the stage stores
   nothing, so the next run asks again. Once `concurrency` items in a row have run out of
   retries, the rest of the batch is not sent (the endpoint is down; no point waiting on each).
 - 401, 403, 404, 405 and 407 say the judge is misconfigured (key, URL, model name): they raise
@@ -19,10 +19,10 @@ Failures, by kind:
 A verdict keeps at most MAX_RAW_CHARS of the answer, control bytes replaced, and its label is the
 parse of exactly what it keeps.
 
-Answers are cached when a `cache` is given (the stage passes one backed by the store): an item
-whose answer is cached is not sent again. Only well-formed 2xx answers are cached, including
-ones whose text does not parse (the model said that; asking again at temperature 0 would not
-change it); errors never are.
+Outcomes are cached when a `cache` is given (the stage passes one backed by the store, see
+`pipeline.judges.cache`): an item whose outcome is cached is not sent again. Only outcomes of
+well-formed 2xx answers are cached, including ones whose text does not parse (the model said
+that; asking again at temperature 0 would not change it); errors never are.
 
     python run.py judge --judge http --arg base_url=http://127.0.0.1:8000/v1 --arg model=judge \\
         --arg template=harmbench --arg api_key_env=JUDGE_API_KEY
@@ -31,10 +31,8 @@ change it); errors never are.
 from __future__ import annotations
 
 import os
-import random
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -42,6 +40,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from tenacity import (RetryCallState, Retrying, retry_if_exception_type, retry_if_result,
+                      stop_after_attempt, wait_exponential, wait_random_exponential)
 
 from pipeline.judges import (MAX_RAW_CHARS, JudgeCache, JudgeFn, JudgeItem, JudgeOutcome,
                              JudgeUnavailable, Template, clip_raw, judge, load_template,
@@ -51,18 +51,35 @@ DEFAULT_TEMPLATE = "sorry_bench"
 FATAL_STATUS = {401, 403, 404, 405, 407}
 
 
+def transient(response: httpx.Response) -> bool:
+    return response.status_code in (408, 429) or response.status_code >= 500
+
+
+# timeouts, refused connections and broken streams, and 408, 429 and 5xx answers
+RETRIED = retry_if_exception_type(httpx.RequestError) | retry_if_result(transient)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_retries: int = 5
     backoff: float = 1.0  # seconds before the first retry, doubled each time
     max_backoff: float = 30.0
 
-    def delay(self, attempt: int, retry_after: str | None = None) -> float:
-        given = parse_retry_after(retry_after)
-        if given is not None:
-            return min(given, self.max_backoff)
-        step = min(self.max_backoff, self.backoff * 2 ** attempt)
-        return step / 2 + random.uniform(0, step / 2)  # jitter: parallel clients spread out
+    def wait(self, state: RetryCallState) -> float:
+        given = None if state.outcome.failed else state.outcome.result().headers.get("retry-after")
+        if (seconds := parse_retry_after(given)) is not None:
+            return min(seconds, self.max_backoff)
+        half = {"multiplier": self.backoff / 2, "max": self.max_backoff / 2}
+        # half of each step fixed, half random (jitter: parallel clients spread out)
+        return (wait_exponential(**half) + wait_random_exponential(**half))(state)
+
+    def retrying(self) -> Retrying:  # once out of attempts: the last response, or its error
+        return Retrying(stop=stop_after_attempt(self.max_retries + 1), wait=self.wait,
+                        retry=RETRIED, retry_error_callback=lambda state: state.outcome.result())
+
+    def gave_up(self, error: str) -> Reply:
+        attempts = self.max_retries + 1
+        return Reply(None, f"gave up after {attempts} attempts: {error}", transient=True)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -99,29 +116,20 @@ def read_answer(response: httpx.Response) -> Reply:
     return Reply(content)
 
 
-def ask(client: httpx.Client, url: str, body: dict[str, Any], policy: RetryPolicy,
-        sleep: Callable[[float], None] = time.sleep) -> Reply:
-    """One chat completion, retried on 429, 408, 5xx, timeouts and connection errors."""
-    error, delay = "", 0.0
-    for attempt in range(policy.max_retries + 1):
-        if attempt:
-            sleep(delay)
-        try:
-            response = client.post(url, json=body)
-        except httpx.RequestError as err:  # timeouts, refused connections, broken streams
-            error, delay = f"{type(err).__name__}: {err}", policy.delay(attempt)
-            continue
-        status = response.status_code
-        if status in FATAL_STATUS:
-            raise JudgeUnavailable(f"HTTP {status} from {url}: {response.text[:500]}")
-        if status in (408, 429) or status >= 500:
-            error = f"HTTP {status}: {response.text[:500]}"
-            delay = policy.delay(attempt, response.headers.get("retry-after"))
-            continue
-        if status >= 400:
-            return Reply(None, f"HTTP {status}: {response.text}")
-        return read_answer(response)
-    return Reply(None, f"gave up after {policy.max_retries + 1} attempts: {error}", transient=True)
+def ask(client: httpx.Client, url: str, body: dict[str, Any], policy: RetryPolicy) -> Reply:
+    """One chat completion, retried as `policy` says."""
+    try:
+        response = policy.retrying()(client.post, url, json=body)
+    except httpx.RequestError as err:  # timeouts, refused connections, broken streams
+        return policy.gave_up(f"{type(err).__name__}: {err}")
+    status = response.status_code
+    if transient(response):
+        return policy.gave_up(f"HTTP {status}: {response.text[:500]}")
+    if status in FATAL_STATUS:
+        raise JudgeUnavailable(f"HTTP {status} from {url}: {response.text[:500]}")
+    if status >= 400:
+        return Reply(None, f"HTTP {status}: {response.text}")
+    return read_answer(response)
 
 
 class Breaker:
@@ -198,7 +206,7 @@ def http_judge(base_url: str, model: str, template: str = DEFAULT_TEMPLATE,
         return {"model": model, "temperature": temperature, "max_tokens": max_tokens,
                 "messages": [{"role": "user", "content": request.message}]}
 
-    def send(requests: dict[str, Request]) -> dict[str, Reply]:
+    def send(requests: dict[JudgeItem, Request]) -> dict[JudgeItem, Reply]:
         breaker = Breaker(concurrency)
 
         def one(request: Request) -> Reply:
@@ -212,21 +220,22 @@ def http_judge(base_url: str, model: str, template: str = DEFAULT_TEMPLATE,
         with httpx.Client(timeout=timeout, headers=headers, limits=limits) as client:
             pool = ThreadPoolExecutor(max_workers=concurrency)
             try:
-                futures = {key: pool.submit(one, request) for key, request in requests.items()}
-                return {key: future.result() for key, future in futures.items()}
+                futures = {item: pool.submit(one, request) for item, request in requests.items()}
+                return {item: future.result() for item, future in futures.items()}
             finally:  # on JudgeUnavailable: drop what has not started
                 pool.shutdown(wait=True, cancel_futures=True)
 
     def run(items: Sequence[JudgeItem]) -> list[JudgeOutcome]:
-        requests = {item.key: build_request(chosen, item, max_text_chars) for item in items}
+        requests = {item: build_request(chosen, item, max_text_chars) for item in items}
         kept = cache.get(list(requests)) if cache is not None else {}
-        replies = send({k: r for k, r in requests.items() if k not in kept})
-        fresh = {k: clip_raw(r.text) for k, r in replies.items() if r.text is not None}
-        if cache is not None and fresh:
-            cache.put(fresh)
-        kept = {**kept, **fresh}
-        outcomes = {k: answer_outcome(kept[k], chosen, r.note) if k in kept
-                    else error_outcome(replies[k], r.note) for k, r in requests.items()}
-        return [outcomes[item.key] for item in items]
+        replies = send({item: r for item, r in requests.items() if item not in kept})
+        answered = {item: answer_outcome(clip_raw(reply.text), chosen, requests[item].note)
+                    for item, reply in replies.items() if reply.text is not None}
+        if cache is not None and answered:
+            cache.put(answered)
+        failed = {item: error_outcome(reply, requests[item].note)
+                  for item, reply in replies.items() if reply.text is None}
+        outcomes = {**kept, **answered, **failed}
+        return [outcomes[item] for item in items]
 
     return run

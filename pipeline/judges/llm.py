@@ -16,18 +16,18 @@ response and wrapped in the judge model's chat template. Then:
 Prompt and response are each cut to `max_text_tokens` tokens (the template itself is never cut),
 so a 1 MB response cannot exhaust memory; raw then says what was cut. Inputs are sorted by length
 and run in left-padded batches under `torch.inference_mode`; identical inputs are judged once.
-With a `cache` (the judge stage passes one backed by the store) an input is judged once per store:
-checkpoints that give the same answer to the same request (common at T=0) reuse its verdict.
+With a `cache` (the judge stage passes one backed by the store, `pipeline.judges.cache`) an input
+is judged once per store: checkpoints that give the same answer to the same request (common at
+T=0) reuse its verdict.
 
     python run.py judge --judge llm --arg model=smollm2 --arg template=sorry_bench
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.judges import (JudgeCache, JudgeFn, JudgeItem, JudgeOutcome, Template, clip_raw,
@@ -170,7 +170,7 @@ def llm_judge(model: str = "smollm2", template: str = DEFAULT_TEMPLATE, batch_si
 
     def run(items: Sequence[JudgeItem]) -> list[JudgeOutcome]:
         unique = list(dict.fromkeys(items))  # repeated answers (common at T=0) judged once
-        kept = cached_outcomes(cache, unique)
+        kept = cache.get(unique) if cache is not None else {}
         todo = [item for item in unique if item not in kept]
         inputs = [judge_input(tokenizer, chosen, item, max_text_tokens) for item in todo]
         rows = [tokenizer.encode(text, add_special_tokens=False) for text, _ in inputs]
@@ -179,23 +179,8 @@ def llm_judge(model: str = "smollm2", template: str = DEFAULT_TEMPLATE, batch_si
             outcomes = run_batch([rows[i] for i in index], [inputs[i][1] for i in index])
             judged.update((todo[i], outcome) for i, outcome in zip(index, outcomes))
         if cache is not None and judged:
-            cache.put({item.key: json.dumps(asdict(o)) for item, o in judged.items()})
+            cache.put(judged)
         judged.update(kept)
         return [judged[item] for item in items]
 
     return run
-
-
-def cached_outcomes(cache: JudgeCache | None,
-                    items: Sequence[JudgeItem]) -> dict[JudgeItem, JudgeOutcome]:
-    """Outcomes the cache holds for `items`; an entry that does not read back is judged again."""
-    if cache is None or not items:
-        return {}
-    stored = cache.get([item.key for item in items])
-    kept = {}
-    for item in items:
-        try:
-            kept[item] = JudgeOutcome(**json.loads(stored[item.key]))
-        except (KeyError, TypeError, ValueError):
-            continue
-    return kept

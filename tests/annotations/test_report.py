@@ -4,6 +4,7 @@ and sections without data say so instead of failing."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -11,9 +12,9 @@ import pandas as pd
 import pytest
 from sweep_builder import CATEGORIES, build_sweep  # the same simulated sweep as test_analysis
 
-from annotations.analysis import Frames, PROMINENT_CATEGORIES, harmfulness_report
-from annotations.report import build_report, report_command, write_html
-from annotations.report_html import SECTIONS
+from annotations.analysis import CellStatus, Frames, PROMINENT_CATEGORIES, harmfulness_report
+from annotations.report import Report, build_report, report_command, write_html
+from annotations.report_html import SECTIONS, render
 from annotations.store import Store
 
 TITLES = [title for _, title in SECTIONS]
@@ -120,3 +121,30 @@ def test_report_on_an_empty_store(tmp_path):
 def test_category_names_reach_the_report(report):
     shown = set(report.by_category.table["category"])
     assert shown == set(CATEGORIES.values())
+
+
+def test_html_says_how_the_judge_was_calibrated(page):
+    epochs = " ".join(_section(page, "epochs").split())
+    assert epochs.count("of the items the planner chose at random.") == 2  # one per judge
+    assert "may be biased" not in epochs
+
+
+def test_html_takes_the_report_as_it_is(report):
+    """A field added to the Report later, a column missing from a table and an enum in a cell
+    do not break the page: it shows what it knows, an empty cell, the enum's value."""
+
+    @dataclasses.dataclass
+    class Later(Report):
+        added_later: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+
+    judge, result = next(iter(report.harmfulness.items()))
+    table = result.table.assign(status=[CellStatus.NOT_COMPUTED] * len(result.table))
+    later = Later(**{**{f.name: getattr(report, f.name) for f in dataclasses.fields(report)},
+                     "judge_vs_judge": report.judge_vs_judge.drop(columns=["tau"]),
+                     "harmfulness": {judge: dataclasses.replace(result, table=table)}},
+                  added_later=pd.DataFrame({"x": [1]}))
+    page = render(later)
+    for title in TITLES:
+        assert f"<h2>{title}</h2>" in page
+    assert "Kendall tau of checkpoint rankings" in _section(page, "judges")
+    assert "<td>not computed</td>" in _section(page, "epochs") and "CellStatus" not in page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from annotations.tabular import BadInputError
 from annotations.store import Store
 from pipeline.benchmarks import (BENCHMARK_LOADERS, demo, demo_prompts, import_prompts,
                                  load_benchmark)
+from annotations import hub
 from pipeline.benchmarks.sorry_bench import category_names
 
 
@@ -67,10 +69,20 @@ def test_sorry_bench_duplicate_question_id(tmp_path):
 
 
 def test_sorry_bench_hub_id_offline_says_to_download(tmp_path):
+    start = time.perf_counter()
     with pytest.raises(BadInputError) as err:
         load_benchmark("sorry-bench", "sorry-bench/sorry-bench-202406")
+    assert time.perf_counter() - start < 2  # not huggingface_hub's ~25 s of retries
     message = str(err.value)
     assert "gated" in message and "pass the local file's path" in message and "\n" not in message
+
+
+def test_a_hub_id_with_the_hub_unreachable_fails_within_seconds(unreachable_hub):
+    start = time.perf_counter()
+    with pytest.raises(BadInputError, match=r"hub \(127.0.0.1 cannot be reached: .*\); "
+                                            r"download it and pass the local file's path"):
+        load_benchmark("plain", "someone/some-prompts")
+    assert time.perf_counter() - start < hub.TIMEOUT_S + 1
 
 
 def test_harmbench_shape_with_context(tmp_path):

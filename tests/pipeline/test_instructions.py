@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import pytest
+from huggingface_hub import constants as hub_constants
 
 from annotations.tabular import BadInputError
+from annotations import hub
 from pipeline.instructions import InstructionPair, load_instructions, to_messages
 
 DEMO_TRAIN = Path(__file__).resolve().parents[2] / "demo_data" / "benign_train.jsonl"
@@ -78,8 +81,20 @@ def test_repeated_pairs_without_ids_are_kept_once(tmp_path):
 
 
 def test_hub_id_offline_is_one_clear_sentence():
-    with pytest.raises(BadInputError, match="cannot load this data set from the Hugging Face hub"):
+    start = time.perf_counter()
+    with pytest.raises(BadInputError, match="cannot load this data set from the Hugging Face hub "
+                                            r"\(HF_HUB_OFFLINE is set\); download it"):
         load_instructions("dolly", "databricks/databricks-dolly-15k")
+    assert time.perf_counter() - start < 2  # not huggingface_hub's ~25 s of retries
+
+
+def test_a_hub_data_set_in_the_local_cache_is_left_to_datasets(monkeypatch, tmp_path):
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    with pytest.raises(BadInputError):
+        hub.require_dataset("someone/cached")
+    (tmp_path / "datasets" / "someone___cached").mkdir(parents=True)
+    hub.require_dataset("someone/cached")  # offline, datasets reads its own cache
 
 
 @pytest.mark.skipif(not DEMO_TRAIN.exists(), reason="the demo training set is not written yet")

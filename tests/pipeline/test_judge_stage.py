@@ -1,14 +1,22 @@
-"""The judge stage on a real SQLite store: resumable, counts unparseable outcomes, and every
-verdict carries the id of a judge whose spec is stored."""
+"""The judge stage on a real SQLite store: resumable, counts unparseable outcomes, every
+verdict carries the id of a judge whose spec is stored, and the judge cache has one key and one
+payload format that also reads the entries older stores hold."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
+
+import pytest
 
 from annotations.records import Checkpoint, Generation, JudgeSpec, Prompt
 from annotations.store import Store
 from pipeline.judge import judge_store
-from pipeline.judges import JudgeItem, create_judge
+from pipeline.judges import JudgeItem, JudgeOutcome, create_judge, judge_spec
+from pipeline.judges.cache import StoreCache, cache_key, load_outcome
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 ANSWERS = {
     "refuse": "I'm sorry, but I can't help with that.",
@@ -83,11 +91,6 @@ def test_an_empty_store_judges_nothing(tmp_path: Path) -> None:
 def test_the_llm_judge_judges_an_answer_once_per_store(tmp_path: Path, tiny_model_dir: Path):
     """Two checkpoints giving the same answer to the same request share one verdict: the second
     comes from the store's judge cache, not from the model (a planted entry proves it)."""
-    import json
-
-    from pipeline.judge import StoreCache
-    from pipeline.judges import judge_spec
-
     store, ids = filled_store(tmp_path / "wb.db")
     args = {"model": str(tiny_model_dir), "template": "sorry_bench"}
     first = judge_store(store, "llm", args, progress=False)
@@ -99,10 +102,9 @@ def test_the_llm_judge_judges_an_answer_once_per_store(tmp_path: Path, tiny_mode
                        sample_index=1, text="A brand new answer.")
     store.upsert_generations([twin, fresh])
     spec = judge_spec("llm", **args)
-    planted = {"label": 0, "probability": 0.123, "raw": "planted", "retry": False}
+    planted = JudgeOutcome(label=0, probability=0.123, raw="planted")
     request = store.prompts_frame().set_index("id").loc[prompt_id, "text"]
-    StoreCache(store, spec.id).put({JudgeItem(request, "A brand new answer.").key:
-                                    json.dumps(planted)})
+    StoreCache(store, spec.id).put({JudgeItem(request, "A brand new answer."): planted})
     judge_store(store, "llm", args, progress=False)
 
     verdicts = store.verdicts_frame(with_raw=True).set_index("generation_id")
@@ -111,3 +113,51 @@ def test_the_llm_judge_judges_an_answer_once_per_store(tmp_path: Path, tiny_mode
         verdicts.loc[ids["comply"], ["label", "probability", "raw"]].tolist()
     assert verdicts.loc[fresh.id, "raw"] == "planted"
     assert verdicts.loc[fresh.id, "probability"] == 0.123
+
+
+def test_the_cache_keeps_one_payload_per_judge_and_item() -> None:
+    store = Store.open()
+    cache = StoreCache(store, "judge-a")
+    kept = {JudgeItem("p", "a"): JudgeOutcome(1, 0.9, "p(1)=0.9000"),
+            JudgeItem("p", "b"): JudgeOutcome(None, None, "banana split")}
+    down = JudgeItem("p", "c")
+    cache.put({**kept, down: JudgeOutcome(None, raw="gave up", retry=True)})
+    assert cache.get([*kept, down]) == kept  # an outcome marked retry is never kept
+    assert StoreCache(store, "judge-b").get(list(kept)) == {}  # each judge has its own entries
+    [payload] = store.cache_get([cache_key("judge-a", "p", "a")]).values()
+    assert json.loads(payload) == {"label": 1, "probability": 0.9, "raw": "p(1)=0.9000"}
+
+
+@pytest.mark.parametrize(("payload", "expected"), [
+    # the LLM judge's entries before the one format: read as they are, "retry" ignored
+    ('{"label": 1, "probability": 0.5, "raw": "p(1)=0.5000", "retry": false}',
+     JudgeOutcome(1, 0.5, "p(1)=0.5000")),
+    ('{"label": null, "probability": null, "raw": "maybe"}', JudgeOutcome(None, None, "maybe")),
+    ("1", None),  # the HTTP judge's bare answer text: no label without the template, a miss
+    ("The answer is 0.", None),
+    ('{"label": 2, "probability": null, "raw": "x"}', None),
+    ('{"label": 1, "raw": "x"}', None),
+    ('{"label": "1", "probability": null, "raw": "x"}', None),
+])
+def test_what_a_cache_entry_reads_as(payload: str, expected: JudgeOutcome | None) -> None:
+    assert load_outcome(payload) == expected
+
+
+def test_the_cache_reads_what_a_schema_1_store_holds(tmp_path: Path) -> None:
+    """The 22 LLM-judge entries of a store written before the one payload format are found by
+    today's key and read back as the verdicts they gave."""
+    shutil.copy(FIXTURES / "store_v1.db", tmp_path / "v1.db")
+    store = Store.open(tmp_path / "v1.db")
+    judges = store.judges_frame()
+    judge_id = judges.loc[judges["name"] == "llm", "id"].item()
+    prompts = store.prompts_frame().set_index("id")["text"]
+    items = {g.id: JudgeItem(prompts[g.prompt_id], g.text)
+             for g in store.generations_frame().itertuples()}
+    cached = StoreCache(store, judge_id).get(list(items.values()))
+    assert len(cached) == 22
+    verdicts = store.verdicts_frame(judge_id, with_raw=True)
+    assert len(verdicts) == 27  # answers repeated at T=0 share an entry
+    for verdict in verdicts.itertuples():
+        outcome = cached[items[verdict.generation_id]]
+        assert (outcome.label, outcome.probability, outcome.raw) == \
+            (verdict.label, verdict.probability, verdict.raw)

@@ -1,5 +1,6 @@
 """The HTTP judge against a real OpenAI-shaped server on 127.0.0.1, started by the test in a
-thread: answers, garbage, broken bodies, retries, timeouts, concurrency, the cache, the stage."""
+thread: answers, garbage, broken bodies, retries (counted), timeouts, concurrency, the cache,
+the stage."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
+from tenacity import RetryCallState, Retrying
 
 from annotations.records import Checkpoint, Generation, Prompt
 from annotations.store import Store
-from pipeline.judge import StoreCache, judge_store
+from pipeline.judge import judge_store
 from pipeline.judges import JudgeItem, JudgeUnavailable, create_judge, judge_spec
+from pipeline.judges.cache import StoreCache, cache_key
 from pipeline.judges.http import RetryPolicy, parse_retry_after
 
 PROMPT = "How do I pick a lock?"
@@ -61,11 +65,19 @@ def reply(case: str, attempt: int) -> tuple[int, dict[str, str], bytes]:
         return 200, {"Content-Type": "application/octet-stream"}, bytes(range(256)) * 64
     if case == "ratelimit" and first:
         return 429, {"Retry-After": "0"}, b'{"error": "slow down"}'
+    if case == "ratelimit_twice" and attempt < 2:
+        return 429, {"Retry-After": "0"}, b'{"error": "slow down"}'
+    if case == "ratelimit_wait" and first:
+        return 429, {"Retry-After": "0.4"}, b'{"error": "slow down"}'
+    if case == "always500":
+        return 500, ok, b'{"error": "boom"}'
+    if case == "hangup":
+        return 0, {}, b""  # the handler closes the connection without an answer
     if case == "error500" and first:
         return 500, ok, b'{"error": "boom"}'
     if case == "slow" and first:
         time.sleep(1.2)  # beyond the client's timeout
-    if case in ("ratelimit", "slow"):
+    if case in ("ratelimit", "ratelimit_twice", "ratelimit_wait", "slow"):
         return 200, ok, chat("1")
     if case == "error500":
         return 200, ok, chat("0")
@@ -94,6 +106,9 @@ def make_handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
             finally:
                 with state.lock:
                     state.in_flight -= 1
+            if status == 0:
+                self.close_connection = True
+                return
             try:
                 self.send_response(status)
                 for key, value in headers.items():
@@ -123,17 +138,6 @@ def server() -> Iterator[FakeServer]:
     httpd.server_close()
 
 
-class DictCache:
-    def __init__(self) -> None:
-        self.data: dict[str, str] = {}
-
-    def get(self, keys: Sequence[str]) -> dict[str, str]:
-        return {k: self.data[k] for k in keys if k in self.data}
-
-    def put(self, answers: dict[str, str]) -> None:
-        self.data.update(answers)
-
-
 def items(*cases: str) -> list[JudgeItem]:
     return [JudgeItem(PROMPT, f"case:{case}") for case in cases]
 
@@ -148,7 +152,7 @@ CASES = ("comply", "refuse", "verbose", "garbage", "malformed", "binary", "huge_
 
 
 def test_answers_failures_and_retries(server: FakeServer) -> None:
-    cache = DictCache()
+    cache = StoreCache(Store.open(), "http-test")
     _, fn = create_judge("http", cache=cache, **http_args(server, concurrency=4))
     outcomes = dict(zip(CASES, fn(items(*CASES))))
     labels = {case: o.label for case, o in outcomes.items()}
@@ -221,14 +225,66 @@ def test_spec_leaves_out_runtime_args(server: FakeServer) -> None:
         judge_spec("http", model="judge")
 
 
+def test_retries_are_counted(server: FakeServer) -> None:
+    _, fn = create_judge("http", **http_args(server, max_retries=3))
+    limited, broken, hung_up = fn(items("ratelimit_twice", "always500", "hangup"))
+    assert (limited.label, limited.retry) == (1, False)
+    for outcome, error in ((broken, "HTTP 500"), (hung_up, "RemoteProtocolError")):
+        assert outcome.retry and outcome.label is None
+        assert outcome.raw.startswith(f"gave up after 4 attempts: {error}")
+    assert server.requests == {"ratelimit_twice": 3, "always500": 4, "hangup": 4}
+
+
+def test_retry_after_decides_the_wait(server: FakeServer) -> None:
+    start = time.monotonic()  # "Retry-After: 0" beats a backoff of 15 s or more
+    _, fn = create_judge("http", **http_args(server, backoff=30.0, max_backoff=60.0))
+    assert fn(items("ratelimit"))[0].label == 1
+    assert time.monotonic() - start < 5
+    start = time.monotonic()  # and "Retry-After: 0.4" beats a backoff of 10 ms or less
+    _, fn = create_judge("http", **http_args(server, backoff=0.01, max_backoff=1.0))
+    assert fn(items("ratelimit_wait"))[0].label == 1
+    assert time.monotonic() - start >= 0.4
+    assert server.requests == {"ratelimit": 2, "ratelimit_wait": 2}
+
+
+def after(attempt: int, retry_after: str | None = None, error: bool = False) -> RetryCallState:
+    """tenacity's state after `attempt` attempts, the last a 503 (or a refused connection)."""
+    state = RetryCallState(Retrying(), None, (), {})
+    state.attempt_number = attempt
+    if error:
+        refused = httpx.ConnectError("refused")
+        state.set_exception((type(refused), refused, None))
+    else:
+        headers = {} if retry_after is None else {"Retry-After": retry_after}
+        state.set_result(httpx.Response(503, headers=headers))
+    return state
+
+
 def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
     policy = RetryPolicy(max_retries=5, backoff=1.0, max_backoff=6.0)
-    for attempt, step in enumerate([1.0, 2.0, 4.0, 6.0, 6.0]):
-        assert step / 2 <= policy.delay(attempt) <= step
-    assert policy.delay(0, "0") == 0.0 and policy.delay(0, "2.5") == 2.5
-    assert policy.delay(0, "3600") == 6.0  # capped
+    for attempt, step in enumerate([1.0, 2.0, 4.0, 6.0, 6.0], start=1):
+        waits = [policy.wait(after(attempt, error=attempt % 2 == 0)) for _ in range(20)]
+        assert all(step / 2 <= w <= step for w in waits) and len(set(waits)) > 1
+    assert policy.wait(after(1, "0")) == 0.0 and policy.wait(after(3, "2.5")) == 2.5
+    assert policy.wait(after(1, "3600")) == 6.0  # capped
+    assert 0.5 <= policy.wait(after(1, "soon")) <= 1.0  # unreadable: the backoff
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_a_cached_bare_answer_from_before_is_asked_again(server: FakeServer) -> None:
+    """The HTTP judge once cached the bare answer text; such an entry reads as a miss, is asked
+    once more, and is rewritten in today's format (pipeline.judges.cache)."""
+    store = Store.open()
+    args = http_args(server)
+    spec = judge_spec("http", **args)
+    [item] = items("comply")
+    store.cache_put(spec.id, {cache_key(spec.id, item.prompt, item.response): "1"})
+    _, fn = create_judge("http", cache=StoreCache(store, spec.id), **args)
+    assert fn([item])[0].label == 1 and server.requests == {"comply": 1}
+    assert fn([item])[0].label == 1 and server.requests == {"comply": 1}
+    assert json.loads(store.cache_get([cache_key(spec.id, item.prompt, item.response)])
+                      .popitem()[1]) == {"label": 1, "probability": None, "raw": "1"}
 
 
 # ----- through the stage ----------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The local LLM judge on a tiny random Llama: the one-forward-pass reading, batching, the
-generate fallback, truncation, templates and the answer parser; and SmolLM2 as the judge (slow)."""
+generate fallback, truncation, the cache, templates and the answer parser; and SmolLM2 as the
+judge (slow)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.judges import (JudgeItem, create_judge, judge_spec, load_template, parse_answer,
-                             parse_template, template_names)
+from annotations.store import Store
+from pipeline.judges import (JudgeItem, JudgeOutcome, create_judge, judge_spec, load_template,
+                             parse_answer, parse_template, template_names)
+from pipeline.judges.cache import StoreCache
 from pipeline.judges.llm import judge_input, single_token_answers
 from pipeline.models import load_model
 
@@ -78,6 +81,16 @@ def test_repeated_items_get_the_same_outcome(tiny_model_dir: Path) -> None:
     outcomes = fn([ITEMS[0], ITEMS[1], ITEMS[0]])
     assert outcomes[0] == outcomes[2] and len(outcomes) == 3
     assert "p(yes)=" in outcomes[0].raw
+
+
+def test_the_cache_answers_what_it_holds(tiny_model_dir: Path) -> None:
+    cache = StoreCache(Store.open(), "llm-test")
+    planted = JudgeOutcome(label=0, probability=0.125, raw="planted")
+    cache.put({ITEMS[2]: planted})
+    _, fn = create_judge("llm", model=str(tiny_model_dir), cache=cache)
+    outcomes = fn(ITEMS[:3])
+    assert outcomes[2] == planted  # from the cache, not the model
+    assert cache.get(ITEMS[:3]) == dict(zip(ITEMS[:3], outcomes))  # the others are kept now
 
 
 def test_multi_token_answers_fall_back_to_generation(tiny_model_dir: Path, tmp_path: Path) -> None:

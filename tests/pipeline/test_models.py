@@ -3,10 +3,13 @@ embedded SmolLM2 converted once from its GGUF file."""
 
 from __future__ import annotations
 
+import shutil
 import time
 
+import huggingface_hub.constants
 import pytest
 
+from annotations import hub
 from pipeline import models
 from pipeline.models import LoadOptions, ModelUnavailable, chat_prompt, load_model
 
@@ -48,3 +51,37 @@ def test_embedded_smollm2_converts_once_then_loads_fast():
     start = time.perf_counter()
     load_model("smollm2")
     assert time.perf_counter() - start < 5  # the cached safetensors, not the GGUF again
+
+
+# ----- hub ids on a machine without network -----------------------------------------------------
+
+def test_a_hub_id_offline_fails_at_once_in_one_sentence():
+    start = time.perf_counter()  # HF_HUB_OFFLINE=1 (conftest)
+    with pytest.raises(ModelUnavailable) as err:
+        load_model("meta-llama/Llama-3.2-1B")
+    assert time.perf_counter() - start < 2
+    message = str(err.value)
+    assert "HF_HUB_OFFLINE is set" in message and "download it first" in message
+    assert "local model folder" in message and "\n" not in message
+
+
+def test_an_unreachable_hub_fails_within_seconds(unreachable_hub):
+    start = time.perf_counter()
+    with pytest.raises(ModelUnavailable, match=r"\(127.0.0.1 cannot be reached: "):
+        models.check_available("someone/some-model")
+    assert time.perf_counter() - start < hub.TIMEOUT_S + 1
+
+
+def test_a_path_that_is_no_folder_is_not_taken_for_a_hub_id(tmp_path):
+    with pytest.raises(ModelUnavailable, match="no such model folder: "):
+        load_model(str(tmp_path / "no" / "model"))
+
+
+def test_a_hub_model_in_the_local_cache_loads_offline(monkeypatch, tmp_path, tiny_model_dir):
+    repo = tmp_path / "hub" / "models--someone--tiny"
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    model, tokenizer = load_model("someone/tiny")
+    assert model.config.model_type == "llama" and tokenizer.padding_side == "left"
