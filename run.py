@@ -284,11 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-sample", action="store_true",
                    help="labelled: the responses are a random sample of answers like the judged "
                         "ones, so their labels calibrate the judge-error correction")
-    p = add("export", "export a table to CSV, JSONL or Parquet (format from the suffix)")
-    p.add_argument("table", choices=["prompts", "generations", "verdicts", "labels", "votes",
-                                     "checkpoints", "runs", "capability", "annotators"])
+    p = add("export", "export a table to CSV, JSONL or Parquet (format from the suffix), or as "
+            "a Hugging Face datasets folder (--format hf)")
+    p.add_argument("table", choices=["prompts", "generations", "verdicts", "labels",
+                                     "current_labels", "votes", "checkpoints", "runs",
+                                     "capability", "annotators"])
     p.add_argument("path")
-    p.add_argument("--format", choices=["csv", "jsonl", "parquet"])
+    p.add_argument("--format", choices=["csv", "jsonl", "parquet", "hf"])
     p = add("agreement", "Krippendorff's alpha of human labels (a long-form CSV, or the store) "
             "and, on the store, each judge against people")
     p.add_argument("--labels", help="CSV with columns unit, annotator, value")

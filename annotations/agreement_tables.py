@@ -24,9 +24,9 @@ import pandas as pd
 
 from annotations.agreement import (judge_agreement, judge_vs_judge, krippendorff_alpha,
                                    ranking_agreement)
-from annotations.frames import (LABEL_COLUMNS, Frames, frames_of, generation_items, json_records,
-                                judge_names, select_outcomes, with_columns)
-from annotations.records import HumanLabel, PromptKind
+from annotations.frames import (LABEL_COLUMNS, MIN_ITEMS, Frames, frames_of, generation_items,
+                                json_records, judge_names, select_outcomes, with_columns)
+from annotations.records import READINGS, HumanLabel, PromptKind
 from annotations.store import Store
 
 BY_COLUMNS = {"category": ["category_id", "category"], "checkpoint": ["checkpoint"],
@@ -53,7 +53,7 @@ def human_majority(labels: pd.DataFrame) -> pd.DataFrame:
     share)."""
     labels = with_columns(labels, LABEL_COLUMNS)
     counts = pd.crosstab(labels["generation_id"], labels["label"]).reindex(
-        columns=[h.value for h in HumanLabel], fill_value=0)
+        columns=[h.value for h in READINGS], fill_value=0)
     top = counts.max(axis=1)
     unique_top = counts.eq(top, axis=0).sum(axis=1).eq(1)
     majority = counts.idxmax(axis=1).where(unique_top & top.gt(0)) if len(counts) else \
@@ -61,7 +61,7 @@ def human_majority(labels: pd.DataFrame) -> pd.DataFrame:
     chosen = labels["chosen_at_random"].eq(True).groupby(labels["generation_id"]).any()
     frame = pd.DataFrame({
         "generation_id": counts.index.astype(str), "n_labels": counts.sum(axis=1).to_numpy(),
-        **{f"n_{h.value}": counts[h.value].to_numpy() for h in HumanLabel},
+        **{f"n_{h.value}": counts[h.value].to_numpy() for h in READINGS},
         "majority": majority.to_numpy(dtype=object),
         "human": majority.map(BINARY).to_numpy(dtype=float),
         "incoherent": majority.eq(HumanLabel.INCOHERENT.value).to_numpy(dtype=bool),
@@ -244,6 +244,7 @@ def judge_summary_table(source: Store | Frames, agreement: JudgeHumanTable | Non
     table = table.merge(with_columns(rows, ["judge_id", *columns])[["judge_id", *columns]],
                         on="judge_id", how="left")
     table["n"] = table["n"].fillna(0).astype(int)
+    table["too_few"] = table["n"] < MIN_ITEMS  # kappa from so few answers is not shown as one
     for part in (COHERENT, INCOHERENT):
         split = majority_rows(agreement.agreement, part) if agreement is not None else rows
         split = with_columns(split, ["judge_id", "kappa", "n"])

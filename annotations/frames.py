@@ -17,8 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from annotations.records import CheckpointKind, JudgeSpec, PromptKind
+from annotations.records import CheckpointKind, HumanLabel, JudgeSpec, PromptKind
 from annotations.store import Store
+
+# An estimate from fewer items than this is shown as "too few to read", not as a number: with
+# three items a rate's bootstrap interval can read "1 [1, 1]", which looks certain and is not.
+MIN_ITEMS = 10
 
 OUTCOME_COLUMNS = ["generation_id", "judge_id", "judge_name", "outcome", "probability",
                    "checkpoint_id", "prompt_id", "temperature", "sample_index", "degenerate",
@@ -56,7 +60,9 @@ class Frames:
         outcomes["checkpoint_kind"] = checkpoint_kinds(outcomes)
         outcomes["checkpoint"] = checkpoint_names(outcomes)
         object.__setattr__(self, "outcomes", outcomes)
-        object.__setattr__(self, "labels", with_columns(self.labels, LABEL_COLUMNS))
+        labels = with_columns(self.labels, LABEL_COLUMNS)  # can't-judge labels are no reading
+        labels = labels[labels["label"].ne(HumanLabel.CANT_JUDGE.value)].reset_index(drop=True)
+        object.__setattr__(self, "labels", labels)
 
 
 def checkpoint_name(kind: CheckpointKind | str, seed: float | None = None, epoch: int = 0,
@@ -81,10 +87,20 @@ def checkpoint_kinds(frame: pd.DataFrame, column: str = "checkpoint_kind") -> pd
 
 def checkpoint_names(frame: pd.DataFrame, kind: str = "checkpoint_kind",
                      source: str = "import_source") -> list[str]:
-    """checkpoint_name of every row of a frame with the checkpoint's columns."""
+    """checkpoint_name of every row of a frame with the checkpoint's columns; where the frame
+    holds several base models, each name says whose it is ("base · Llama-3.2-1B")."""
     sources = frame[source] if source in frame else [None] * len(frame)
-    return [checkpoint_name(k, s, e, src) for k, s, e, src in
-            zip(checkpoint_kinds(frame, kind), frame["seed"], frame["epoch"], sources)]
+    names = [checkpoint_name(k, s, e, src) for k, s, e, src in
+             zip(checkpoint_kinds(frame, kind), frame["seed"], frame["epoch"], sources)]
+    bases = frame["base_model"] if "base_model" in frame else pd.Series(dtype=object)
+    if bases.dropna().nunique() < 2:
+        return names
+    return [n if pd.isna(b) else f"{n} · {model_short_name(b)}" for n, b in zip(names, bases)]
+
+
+def model_short_name(base_model: str) -> str:
+    """The last part of a model's path or hub id: what tells two base models apart to a reader."""
+    return str(base_model).rstrip("/").rsplit("/", 1)[-1]
 
 
 def checkpoint_labels(checkpoints: pd.DataFrame) -> dict[str, str]:

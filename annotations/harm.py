@@ -25,8 +25,8 @@ import pandas as pd
 from annotations.agreement_tables import human_majority
 from annotations.bootstrap import Seed, make_rng
 from annotations.correction import CorrectedRate, corrected_harmfulness, harmfulness_table
-from annotations.frames import (Frames, checkpoint_names, frames_of, json_records, judge_names,
-                                select_outcomes)
+from annotations.frames import (MIN_ITEMS, Frames, checkpoint_names, frames_of, json_records,
+                                judge_names, select_outcomes)
 from annotations.records import PromptKind
 from annotations.store import Store
 
@@ -149,6 +149,7 @@ def _raw_table(cells: pd.DataFrame, keys: list[str], level: float, n_boot: int,
     table["unparseable"] = table["unparseable"].fillna(0).astype(int)
     points = cells.drop_duplicates("checkpoint_id").set_index("checkpoint_id")[CHECKPOINT_COLUMNS]
     table = table.join(points, on="checkpoint_id")
+    table["too_few"] = table["n"].fillna(0) < MIN_ITEMS  # shown as "too few to read"
     order = ["base_model", "dataset", "temperature", "checkpoint_kind", "seed", "epoch"]
     return table.sort_values(order, kind="stable", na_position="first").reset_index(drop=True)
 

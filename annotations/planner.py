@@ -70,7 +70,8 @@ def candidates(generations: pd.DataFrame, verdicts: pd.DataFrame, labels: pd.Dat
     items = generations[generations["kind"].isin([PromptKind(k).value for k in kinds])]
     items = items[["id", "prompt_id", "checkpoint_id", "temperature"]].rename(
         columns={"id": "generation_id"})
-    counts = (labels.groupby("generation_id")["annotator"].nunique() if len(labels)
+    readings = labels[labels["label"] != HumanLabel.CANT_JUDGE.value] if len(labels) else labels
+    counts = (readings.groupby("generation_id")["annotator"].nunique() if len(readings)
               else pd.Series(dtype=int))
     items["n_labels"] = items["generation_id"].map(counts).fillna(0).astype(int)
     flags = _verdict_flags(verdicts)

@@ -42,10 +42,20 @@ class HumanLabel(str, enum.Enum):
     COMPLIES = "complies"
     REFUSES = "refuses"
     INCOHERENT = "incoherent"
+    CANT_JUDGE = "cant_judge"  # seen, but the annotator could not decide: no reading at all
 
     def as_binary(self) -> int | None:
-        """1 complies, 0 refuses, None for incoherent (no safety reading)."""
+        """1 complies, 0 refuses, None for incoherent and can't-judge (no safety reading)."""
         return {"complies": 1, "refuses": 0}.get(self.value)
+
+    @property
+    def is_reading(self) -> bool:
+        """Whether the label says something about the answer (every statistic counts only
+        these; a can't-judge label only keeps the item from coming back to that annotator)."""
+        return self != HumanLabel.CANT_JUDGE
+
+
+READINGS = tuple(h for h in HumanLabel if h.is_reading)
 
 
 class VerdictLabel(enum.Enum):

@@ -102,17 +102,20 @@ class VarianceReport:
 
 def variance_report(source: Store | Frames, judge_id: str, sweep: tuple[str, str] | None = None,
                     kind: PromptKind | None = PromptKind.UNSAFE, n_boot: int = 1000,
-                    seed: int = 0) -> VarianceReport:
+                    seed: int = 0, checkpoints: Sequence[str] | None = None) -> VarianceReport:
     """Variance components and seed spread of one judge's verdicts over one sweep.
 
     The grid is made complete: the base model is repeated under each seed as epoch 0, epochs not
     yet judged under every seed x temperature are left out, and so are prompts missing a cell
     (e.g. an unparseable verdict with one sample per cell); both are counted in the result.
     Human majority labels are joined as `human` where present (the judge-error component).
+    `checkpoints` (ids) keeps only those checkpoints (the base among them for epoch 0).
     """
     frames = frames_of(source)
     outcomes = select_outcomes(frames.outcomes, kind)
     outcomes = outcomes[outcomes["judge_id"] == judge_id]
+    if checkpoints is not None:
+        outcomes = outcomes[outcomes["checkpoint_id"].isin(list(checkpoints))]
     if outcomes.empty:
         raise ValueError(f"no verdicts of judge {judge_id!r}")
     sweep = _pick_sweep(outcomes, sweep)
@@ -123,12 +126,14 @@ def variance_report(source: Store | Frames, judge_id: str, sweep: tuple[str, str
         raise ValueError(f"judge {judge_id!r}: no prompt has a verdict in every cell of the grid")
     majority = human_majority(frames.labels)[["generation_id", "human"]]
     frame = frame.merge(majority, on="generation_id", how="left")
-    notes = [f"left out {dropped_prompts} prompt(s) without a verdict in every cell"] * bool(
-        dropped_prompts) + [f"left out epochs {list(dropped_epochs)}, not judged under every "
-                            "seed and temperature"] * bool(dropped_epochs)
+    notes = [f"Left out epoch(s) {', '.join(map(str, dropped_epochs))}: not judged yet for "
+             "every seed and temperature."] * bool(dropped_epochs) + [
+        f"Left out {dropped_prompts} request(s) that lack a verdict in some seed x epoch x "
+        "temperature cell (an unparseable verdict, or a request asked of one checkpoint only)."
+    ] * bool(dropped_prompts)
     return VarianceReport(judge_id, str(outcomes["judge_name"].iloc[0]), sweep,
                           variance_components(frame), seed_spread(frame, n_boot=n_boot, seed=seed),
-                          dropped_prompts, dropped_epochs, "; ".join(notes))
+                          dropped_prompts, dropped_epochs, " ".join(notes))
 
 
 def _complete_epochs(frame: pd.DataFrame) -> tuple[pd.DataFrame, tuple[int, ...]]:

@@ -12,7 +12,7 @@ still calibrated on every labelled answer of the prompt kind (see `annotations.h
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import pandas as pd
@@ -69,9 +69,11 @@ class Validation:
 
 def validation(source: Store | Frames, selection: Selection = Selection(),
                judge_id: str | None = None, n_boot: int = 1000, seed: int = 0,
-               gold: Mapping[str, HumanLabel] | None = None) -> Validation:
+               gold: Mapping[str, HumanLabel] | None = None,
+               variance_checkpoints: Sequence[str] | None = None) -> Validation:
     """Everything the Validate tab shows (see the module docstring); `judge_id` picks the judge
-    of the plots, else the one closest to people (`primary_judge`)."""
+    of the plots, else the one closest to people (`primary_judge`); `variance_checkpoints`
+    (ids) narrows the variance decomposition to those checkpoints (default: all)."""
     frames = frames_of(source)
     chosen = selection.restrict(frames)
     notes: list[str] = []
@@ -86,7 +88,7 @@ def validation(source: Store | Frames, selection: Selection = Selection(),
     return Validation(
         judges=judge_summary_table(chosen, agreement, alpha), agreement=agreement, alpha=alpha,
         harmfulness=harm, primary=primary,
-        variance=_variance(chosen, primary, n_boot, seed, notes),
+        variance=_variance(chosen, primary, n_boot, seed, notes, variance_checkpoints),
         capability=capability_table(frames, harm.get(primary)) if primary in harm
         else pd.DataFrame(), gold=gold_accuracy(chosen.labels, gold or {}), notes=notes)
 
@@ -106,16 +108,20 @@ def _harmfulness(frames: Frames, selection: Selection, n_boot: int, seed: int,
     return out
 
 
-def _variance(frames: Frames, judge_id: str | None, n_boot: int, seed: int,
-              notes: list[str]) -> list[VarianceReport]:
+def _variance(frames: Frames, judge_id: str | None, n_boot: int, seed: int, notes: list[str],
+              checkpoints: Sequence[str] | None) -> list[VarianceReport]:
     if judge_id is None:
         return []
     found = []
     for sweep in sweeps(frames):
         try:
-            found.append(variance_report(frames, judge_id, sweep=sweep, n_boot=n_boot, seed=seed))
+            found.append(variance_report(frames, judge_id, sweep=sweep, n_boot=n_boot, seed=seed,
+                                         checkpoints=checkpoints))
         except ValueError as err:
-            notes.append(f"variance ({sweep[0]}, {sweep[1]}): {err}")
+            notes.append(f"Variance of {sweep[0]} on {sweep[1]}: {err}.")
     if not sweeps(frames):
-        notes.append("variance: no fine-tuned checkpoints judged yet")
+        notes.append("Variance: no fine-tuned checkpoint is judged yet.")
+    if (frames.outcomes["checkpoint_kind"] == "imported").any():
+        notes.append("Variance: imported answers have no seed or epoch, so they are not part "
+                     "of the seed x epoch x temperature grid.")
     return found

@@ -1,16 +1,20 @@
 """The Annotate tab: one answer at a time, labelled complies / refuses / incoherent, blind.
 
-A session is planned by `tool.assign` when the page opens (or the last one is finished). Each
-item on screen carries a fresh submission id (the token); the Label is stored under that id, so a
-double-clicked or re-sent submit stores one label. Undo reopens the last labelled item with a new
-token: labels are never deleted, and the relabel supersedes the old one (the store keeps the
-history; `labels_frame(current=True)` reads the latest).
+A session is planned by `annotations.planner` when the page opens (or the last one is finished)
+and kept on the server per annotator, so a reload (or a second tab) resumes it where it was, with
+its count. Each item on screen carries a fresh submission id (the token); the Label is stored
+under that id, so a double-clicked or re-sent submit stores one label. Undo reopens the last
+labelled item with a new token and says which label it had: labels are never deleted, and the
+relabel supersedes the old one (the store keeps the history; `labels_frame(current=True)` reads
+the latest). "Can't judge" is a label of its own (seen, no reading; no statistic counts it),
+distinct from skip (not seen: the item goes back to the pool).
 
 Blind: the annotator sees the request, its category and the answer; the checkpoint, run,
 temperature and verdicts stay on the server. Answers are shown in a read-only Textbox: text, never
 rendered markup.
 
-Keys (see tool.app.SHORTCUTS): 1 complies, 2 refuses, 3 incoherent, s skip, u undo.
+Keys (see tool.app.SHORTCUTS): 1 complies, 2 refuses, 3 incoherent, c can't judge, s skip,
+u undo; in the note, Enter or Esc goes back to the keys.
 """
 
 from __future__ import annotations
@@ -47,6 +51,11 @@ class Session:
     token: str = ""  # submission id of the item on screen
     shown_at: float = 0.0
     tokens: dict[str, int] = field(default_factory=dict)  # every token issued -> position
+    given: dict[int, HumanLabel] = field(default_factory=dict)  # position -> label stored
+
+    @property
+    def finished(self) -> bool:
+        return self.current is None
 
     @property
     def current(self) -> Assignment | None:
@@ -69,6 +78,17 @@ class Outcome:
 # ----- plain functions (tests call these directly) ---------------------------------------------
 
 
+def open_session(ctx: AppContext, annotator: str) -> tuple[Session, bool]:
+    """The annotator's unfinished session (resumed: a reload keeps its place), else a new one;
+    and whether it was resumed."""
+    with ctx.session_lock:
+        session = ctx.sessions.get(annotator)
+        if session is not None and not session.finished:
+            session.show(session.pos)  # a fresh token: the old page's submit no longer counts
+            return session, True
+    return start_session(ctx, annotator), False
+
+
 def start_session(ctx: AppContext, annotator: str) -> Session:
     """Plan a new session for `annotator`, holding its items against other people's sessions."""
     opts = ctx.options
@@ -86,6 +106,8 @@ def start_session(ctx: AppContext, annotator: str) -> Session:
         ctx.outstanding.hold(annotator, [a.generation_id for a in plan if not a.gold])
     session = Session(annotator=annotator, items=plan, shown=_items(ctx, plan))
     session.show(0)
+    with ctx.session_lock:
+        ctx.sessions[annotator] = session
     return session
 
 
@@ -127,8 +149,9 @@ def submit(ctx: AppContext, session: Session, token: str, label: HumanLabel | st
     with ctx.session_lock:
         if session.pos == pos and pos not in session.done:  # a concurrent repeat moved on already
             session.done.append(pos)
+            session.given[pos] = HumanLabel(label)
             session.show(pos + 1)
-    return Outcome(session, f"Saved: {HumanLabel(label).value}.", stored=True)
+    return Outcome(session, f"Saved: {WORDS[HumanLabel(label)]}.", stored=True)
 
 
 def skip(ctx: AppContext, session: Session, token: str) -> Outcome:
@@ -147,9 +170,15 @@ def undo(ctx: AppContext, session: Session) -> Outcome:
         if not session.done:
             return Outcome(session, "Nothing to undo in this session.")
         last = session.done.pop()
+        was = session.given.pop(last, None)
         session.show(last)
-    return Outcome(session, "Reopened your last item: label it again (your new label replaces "
-                            "the old one).")
+    said = f" (you had said: {WORDS[was]})" if was is not None else ""
+    return Outcome(session, f"Reopened your last item{said}: label it again; your new label "
+                            "replaces the old one.")
+
+
+WORDS = {HumanLabel.COMPLIES: "complies", HumanLabel.REFUSES: "refuses",
+         HumanLabel.INCOHERENT: "incoherent", HumanLabel.CANT_JUDGE: "can't judge"}
 
 
 def progress(session: Session) -> tuple[int, int]:
@@ -167,6 +196,7 @@ def my_labels(ctx: AppContext, annotator: str) -> pd.DataFrame:
     prompts = ctx.store.prompts_frame().set_index("id")["text"]
     labels["request"] = [str(prompts.get(gens.get(g), ""))[:120] for g in labels["generation_id"]]
     labels["time"] = pd.to_datetime(labels["created_at"]).dt.strftime("%Y-%m-%d %H:%M:%S")
+    labels["label"] = labels["label"].map(lambda v: WORDS[HumanLabel(v)])
     return labels.sort_values("created_at", ascending=False)[cols].reset_index(drop=True)
 
 
@@ -193,7 +223,8 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
         answer_box = gr.Textbox(label="Answer (shown as plain text)", interactive=False, lines=8,
                                 max_lines=30, autoscroll=False, elem_id="wb-answer")
         details_box = gr.Textbox(label="Details", interactive=False, visible=not ctx.options.blind)
-        note_box = gr.Textbox(label="Note (optional)", lines=1, elem_id="wb-note")
+        note_box = gr.Textbox(label="Note (optional; Enter or Esc returns to the keys)", lines=1,
+                              elem_id="wb-note")
         token_box = gr.Textbox(visible=False, elem_id="wb-token")
         with gr.Row():
             buttons = {
@@ -202,13 +233,14 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
                 HumanLabel.REFUSES: gr.Button("Refuses [2]", variant="primary",
                                               elem_id="wb-refuses"),
                 HumanLabel.INCOHERENT: gr.Button("Incoherent [3]", elem_id="wb-incoherent"),
+                HumanLabel.CANT_JUDGE: gr.Button("Can't judge [c]", elem_id="wb-cant-judge"),
             }
             skip_btn = gr.Button("Skip [s]", elem_id="wb-skip")
             undo_btn = gr.Button("Undo last [u]", elem_id="wb-undo")
         status = gr.Textbox(label="Status", interactive=False, elem_id="wb-status")
         new_btn = gr.Button("Start a new session", visible=False, elem_id="wb-new-session")
-        with gr.Accordion("My labels", open=False):
-            mine_btn = gr.Button("Show my labels", size="sm", elem_id="wb-my-labels")
+        with gr.Accordion("My labels (updated as you label)", open=False):
+            mine_btn = gr.Button("Refresh", size="sm", elem_id="wb-my-labels")
             mine_table = gr.Dataframe(interactive=False, wrap=True, elem_id="wb-my-table")
         views = [state, bar, request_box, category_box, answer_box, details_box, note_box,
                  token_box, status, new_btn]
@@ -240,6 +272,12 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
             name, _ = ctx.user(request)
             return render(Outcome(start_session(ctx, name), "New session."))
 
+        def on_open(request: gr.Request) -> dict:
+            name, _ = ctx.user(request)
+            session, resumed = open_session(ctx, name)
+            return render(Outcome(session, "Resumed your session." if resumed else
+                                  "New session."))
+
         def on_label(label: HumanLabel):
             def handler(session: Session | None, token: str, note: str,
                         request: gr.Request) -> dict:
@@ -261,10 +299,13 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
         limit = {"concurrency_limit": ctx.options.label_concurrency, **hidden}
         for label, button in buttons.items():
             button.click(on_label(label), [state, token_box, note_box], views,
-                         api_name=f"label_{label.value}", **limit)
+                         api_name=f"label_{label.value}", **limit).then(
+                on_mine, None, mine_table, show_progress="hidden", **hidden)
         skip_btn.click(on_skip, [state, token_box], views, api_name="skip", **limit)
-        undo_btn.click(on_undo, [state], views, api_name="undo", **limit)
+        undo_btn.click(on_undo, [state], views, api_name="undo", **limit).then(
+            on_mine, None, mine_table, show_progress="hidden", **hidden)
         new_btn.click(on_start, None, views, api_name="start", **limit)
         mine_btn.click(on_mine, None, mine_table, api_name="my_labels", **hidden)
-        blocks.load(on_start, None, views, api_name="open", **limit)
+        blocks.load(on_open, None, views, api_name="open", **limit).then(
+            on_mine, None, mine_table, show_progress="hidden", **hidden)
     return tab

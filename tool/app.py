@@ -34,8 +34,9 @@ __all__ = ["AppContext", "AppOptions", "build_app", "launch", "make_context", "s
            "session_dropdown"]
 
 # Keyboard shortcuts: a keydown listener that clicks the visible button with the key's elem_id.
-# Keys typed into a text field (the note) are left alone.
-SHORTCUTS = {"1": "wb-complies", "2": "wb-refuses", "3": "wb-incoherent", "s": "wb-skip",
+# Keys typed into a text field (the note) are left alone; Enter or Esc in the note leaves it.
+SHORTCUTS = {"1": "wb-complies", "2": "wb-refuses", "3": "wb-incoherent", "c": "wb-cant-judge",
+             "s": "wb-skip",
              "u": "wb-undo", "a": "wb-a-safer", "b": "wb-b-safer", "g": "wb-both-safe",
              "x": "wb-both-unsafe", "n": "wb-new-pair"}
 HEAD = """<script>
@@ -47,6 +48,12 @@ HEAD = """<script>
     const tag = (el && el.tagName || "").toLowerCase();
     const typing = (tag === "input" || tag === "textarea" || tag === "select" ||
                     (el && el.isContentEditable)) && !(el.readOnly || el.disabled);
+    if (typing && (event.key === "Escape" || (event.key === "Enter" && !event.shiftKey))
+        && el.closest("#wb-note")) {  // back from the note to the keys
+      event.preventDefault();
+      el.blur();
+      return;
+    }
     if (typing) return;
     const button = document.getElementById(keys[event.key.toLowerCase()]);
     if (!button || button.offsetParent === null || button.disabled) return;

@@ -1,15 +1,15 @@
 """The Compare tab: one request, two checkpoints' answers side by side as A and B, one vote.
 
 Pairs are drawn at random (or for a chosen prompt; admins may also choose the two checkpoints),
-always two different checkpoints answering the same request at the same temperature, with the
-sides swapped at random. Votes: A safer, B safer, both safe, both unsafe. After the vote each
-side's identity is revealed, with the judges' verdicts unless the app is blind and the voter is an
-annotator (annotators in blind mode never see verdicts). The vote is stored under the pair's own
-id, so a repeated click stores one vote.
+always two different checkpoints of the sweep answering the same request at the same
+temperature (imported answers are never paired), with the sides swapped at random. Votes: A
+safer, B safer, both safe, both unsafe; each vote is stored under the pair's own id (a repeated
+click stores one vote) and the next pair appears at once, with the session's vote count.
+Annotators never learn which checkpoint, run, temperature or judge stands behind an answer, before
+or after they vote, in any response the server sends; admins are shown who A and B were.
 
 The win table (admins) gives, per checkpoint, how often people judged its answer the safer one of
-a decided pair, with a bootstrap CI over prompts (`annotations.correction.harmfulness` on the
-0/1 "was safer" outcomes).
+a decided pair, with a bootstrap CI over prompts (`annotations.votes.win_table`).
 
 Keys: a A safer, b B safer, g both safe, x both unsafe.
 """
@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
-from annotations.votes import win_table
 from annotations.frames import checkpoint_labels
-from annotations.records import Role, VerdictLabel, Vote, VoteChoice, new_id
+from annotations.votes import win_table
+from annotations.records import CheckpointKind, Role, VerdictLabel, Vote, VoteChoice, new_id
+from tool.board_plots import win_figure
 from tool.context import AppContext, session_dropdown
 
 RANDOM = "(random)"
@@ -73,10 +74,19 @@ def pick_pair(generations: pd.DataFrame, rng: random.Random, prompt_id: str | No
     return (a, b) if rng.random() < 0.5 else (b, a)
 
 
+def comparable(ctx: AppContext) -> pd.DataFrame:
+    """The answers that can be paired: those models of the sweep wrote (imported answers are
+    someone else's, never set against a checkpoint) to prompts of the app's kinds."""
+    gens = ctx.store.generations_frame(with_text=False)
+    points = ctx.store.checkpoints_frame()
+    imported = set(points.loc[points["kind"] == CheckpointKind.IMPORTED.value, "id"])
+    return gens[gens["kind"].isin([k.value for k in ctx.options.kinds])
+                & ~gens["checkpoint_id"].isin(imported)]
+
+
 def new_pair(ctx: AppContext, prompt_id: str | None = None, checkpoint_a: str | None = None,
              checkpoint_b: str | None = None, temperature: float | None = None) -> Pair | None:
-    gens = ctx.store.generations_frame(with_text=False)
-    gens = gens[gens["kind"].isin(list(ctx.options.kinds))]
+    gens = comparable(ctx)
     ids = pick_pair(gens, ctx.rng, prompt_id, checkpoint_a, checkpoint_b, temperature)
     if ids is None:
         return None
@@ -127,15 +137,24 @@ VOTES = {VoteChoice.A_SAFER: ("A is safer [a]", "wb-a-safer"),
          VoteChoice.BOTH_UNSAFE: ("Both unsafe [x]", "wb-both-unsafe")}
 
 
+def prompt_label(category: object, benchmark: object, text: str) -> str:
+    """"Category: request…" (the benchmark's name where the prompt has no category)."""
+    where = category if isinstance(category, str) and category else benchmark
+    return f"{where}: {text[:70]}"
+
+
 def _choices(ctx: AppContext, is_admin: bool) -> tuple[list, list, list]:
+    gens = comparable(ctx)
+    pairable = gens.groupby("prompt_id")["checkpoint_id"].nunique()
     prompts = ctx.store.prompts_frame()
-    prompts = prompts[prompts["kind"].isin(list(ctx.options.kinds))]
-    prompt_choices = [(RANDOM, RANDOM)] + [(f"{r.category or r.benchmark}: {r.text[:70]}", r.id)
+    prompts = prompts[prompts["id"].isin(set(pairable.index[pairable >= 2]))]
+    prompt_choices = [(RANDOM, RANDOM)] + [(prompt_label(r.category, r.benchmark, r.text), r.id)
                                            for r in prompts.itertuples()]
     names = checkpoint_names(ctx.store) if is_admin else {}
+    names = {c: n for c, n in names.items() if c in set(gens["checkpoint_id"])}
     ckpt_choices = [(RANDOM, RANDOM)] + [(name, cid) for cid, name in sorted(names.items(),
                                                                               key=lambda x: x[1])]
-    temps = sorted(ctx.store.generations_frame(with_text=False)["temperature"].unique())
+    temps = sorted(gens["temperature"].unique())
     return prompt_choices, ckpt_choices, [RANDOM] + [str(t) for t in temps]
 
 
@@ -160,22 +179,23 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
         with gr.Row():
             buttons = {choice: gr.Button(text, elem_id=elem)
                        for choice, (text, elem) in VOTES.items()}
-        revealed = gr.Textbox(label="Revealed after your vote", interactive=False, lines=2,
-                              elem_id="wb-reveal")
+        revealed = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="wb-reveal")
+        count = gr.State(0)  # votes in this page's session
         with gr.Accordion("Win table (admins)", open=False, visible=False) as win_box:
             table_btn = gr.Button("Compute the win table", size="sm", elem_id="wb-win-refresh")
             table = gr.Dataframe(interactive=False, elem_id="wb-win-table")
-            plot = gr.BarPlot(x="checkpoint", y="safer_rate", y_lim=[0, 1],
-                              title="Share of decided votes where the checkpoint was safer",
-                              elem_id="wb-win-plot")
-        views = [state, request_box, answer_a, answer_b, revealed]
+            plot = gr.Plot(label="Share of decided votes where the checkpoint was safer (95% CI)",
+                           elem_id="wb-win-plot")
+        views = [state, request_box, answer_a, answer_b, revealed, count]
 
-        def show(pair: Pair | None, message: str = "") -> dict:
+        def show(pair: Pair | None, message: str = "", votes: int = 0) -> dict:
             if pair is None:
+                message = " ".join(filter(None, [message, "No pair of checkpoints answers this "
+                                                 "request."]))
                 return {state: None, request_box: "", answer_a: "", answer_b: "",
-                        revealed: message or "No pair of checkpoints answers this request."}
+                        revealed: message, count: votes}
             return {state: pair, request_box: pair.request, answer_a: pair.answer_a,
-                    answer_b: pair.answer_b, revealed: message}
+                    answer_b: pair.answer_b, revealed: message, count: votes}
 
         def on_open(request: gr.Request) -> dict:
             _, role = ctx.user(request)
@@ -185,27 +205,34 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
                     ckpt_b: gr.update(choices=ckpts, visible=role == Role.ADMIN),
                     win_box: gr.update(visible=role == Role.ADMIN)}
 
-        def on_next(prompt: str, temperature: str, first: str, second: str,
-                    request: gr.Request) -> dict:
-            _, role = ctx.user(request)
+        def draw(role: Role, prompt: str, temperature: str, first: str,
+                 second: str) -> Pair | None:
             chosen = role == Role.ADMIN  # an annotator choosing checkpoints would not be blind
-            pair = new_pair(ctx, None if prompt in (None, RANDOM) else prompt,
+            return new_pair(ctx, None if prompt in (None, RANDOM) else prompt,
                             first if chosen and first not in (None, RANDOM) else None,
                             second if chosen and second not in (None, RANDOM) else None,
                             None if temperature in (None, RANDOM) else float(temperature))
-            return show(pair)
+
+        def on_next(votes: int, prompt: str, temperature: str, first: str, second: str,
+                    request: gr.Request) -> dict:
+            _, role = ctx.user(request)
+            return show(draw(role, prompt, temperature, first, second), "", votes or 0)
 
         def on_vote(choice: VoteChoice):
-            def handler(pair: Pair | None, request: gr.Request) -> dict:
+            def handler(pair: Pair | None, votes: int, prompt: str, temperature: str,
+                        first: str, second: str, request: gr.Request) -> dict:
+                """Store the vote and move on to a new pair. Annotators are never told which
+                checkpoint wrote an answer; admins see who A and B were."""
                 name, role = ctx.user(request)
+                votes = votes or 0
                 if pair is None:
-                    return show(None, "Draw a pair first.")
-                if pair.voted is not None:
-                    return show(pair, "You voted on this pair already; draw a new one.\n"
-                                + reveal(ctx, pair, _verdicts_allowed(ctx, role)))
-                vote(ctx, pair, name, choice)
-                return show(pair, f"Stored: {choice.value.replace('_', ' ')}.\n"
-                            + reveal(ctx, pair, _verdicts_allowed(ctx, role)))
+                    return show(None, "Draw a pair first.", votes)
+                if vote(ctx, pair, name, choice):
+                    votes += 1
+                message = f"Stored: {choice.value.replace('_', ' ')}. Votes this session: {votes}."
+                if role == Role.ADMIN:
+                    message += "\nThe pair you voted on: " + reveal(ctx, pair, True)
+                return show(draw(role, prompt, temperature, first, second), message, votes)
             handler.__name__ = f"vote_{choice.value}"
             return handler
 
@@ -213,18 +240,17 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
             ctx.admin(request)
             frame = win_table(ctx.store.votes_frame(), ctx.store.generations_frame(with_text=False),
                               checkpoint_names(ctx.store), ctx.options.n_boot)
-            return {table: frame.round(3), plot: frame}
+            return {table: frame.round(3), plot: win_figure(frame)}
 
         hidden = {"api_visibility": "undocumented"}
         many = {"concurrency_limit": ctx.options.label_concurrency, **hidden}
         blocks.load(on_open, None, [prompt_dd, temp_dd, ckpt_a, ckpt_b, win_box], **hidden)
-        next_btn.click(on_next, [prompt_dd, temp_dd, ckpt_a, ckpt_b], views, api_name="new_pair",
-                       **many)
+        filters = [prompt_dd, temp_dd, ckpt_a, ckpt_b]
+        next_btn.click(on_next, [count, *filters], views, api_name="new_pair", **many)
         for choice, button in buttons.items():
-            button.click(on_vote(choice), [state], views, api_name=f"vote_{choice.value}", **many)
+            button.click(on_vote(choice), [state, count, *filters], views,
+                         api_name=f"vote_{choice.value}", **many)
         table_btn.click(on_table, None, [table, plot], api_name="win_table", **hidden)
     return tab
 
 
-def _verdicts_allowed(ctx: AppContext, role: Role) -> bool:
-    return role == Role.ADMIN or not ctx.options.blind

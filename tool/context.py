@@ -53,6 +53,7 @@ class AppContext:
     rng: random.Random
     export_dir: Path
     session_lock: threading.RLock = field(default_factory=threading.RLock)
+    sessions: dict[str, Any] = field(default_factory=dict)  # annotator -> open labelling session
     extras: dict[str, Any] = field(default_factory=dict)  # per-tab holders (e.g. loaded models)
 
     def user(self, request: gr.Request | None) -> tuple[str, Role]:

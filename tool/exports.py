@@ -1,5 +1,7 @@
-"""The Exports tab (admins only): labels, votes, verdicts and the other tables as CSV, JSONL or
-Parquet, written by `annotations.exports` into this app's private temporary folder.
+"""The Exports tab (admins only): labels (every label with `current` marked, or the current ones
+alone), votes, verdicts and the other tables as CSV, JSONL, Parquet or a Hugging Face datasets
+folder (zipped for the download), written by `annotations.exports` into this app's private
+temporary folder.
 
 The handler checks the admin role on the server before anything is read; the file then reaches
 the browser through Gradio's cache under a content-hash path that nobody else is told.
@@ -8,6 +10,7 @@ the browser through Gradio's cache under a content-hash path that nobody else is
 from __future__ import annotations
 
 import secrets
+import shutil
 import time
 from pathlib import Path
 
@@ -16,8 +19,10 @@ import gradio as gr
 from annotations.exports import export_table
 from tool.context import AppContext
 
-TABLES = ("labels", "votes", "verdicts", "generations", "prompts", "checkpoints")
-FORMATS = {"CSV": "csv", "JSONL": "jsonl", "Parquet": "parquet"}
+TABLES = ("labels", "current_labels", "votes", "verdicts", "generations", "prompts",
+          "checkpoints")
+FORMATS = {"CSV": "csv", "JSONL": "jsonl", "Parquet": "parquet",
+           "Hugging Face datasets (zip)": "hf"}
 
 
 def export(ctx: AppContext, table: str, fmt: str) -> Path:
@@ -31,6 +36,8 @@ def export(ctx: AppContext, table: str, fmt: str) -> Path:
     folder = ctx.export_dir / secrets.token_hex(8)  # one folder per file: names never collide
     path = folder / f"workbench-{table}-{stamp}.{suffix}"
     export_table(ctx.store, table, path, suffix)
+    if suffix == "hf":  # a folder: one file to download, unzipped it is what load_from_disk reads
+        return Path(shutil.make_archive(str(path), "zip", root_dir=path))
     return path
 
 

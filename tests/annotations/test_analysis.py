@@ -430,3 +430,26 @@ def test_labels_on_answers_no_judge_has_seen_still_count(tmp_path):
     plan = plan_labels(store, n=10, k=3, random_share=0.0)
     assert set(plan["generation_id"]) == {g.id for g in generations}
     assert (plan["reason"] == "least_annotated").all() and (plan["n_labels"] == 2).all()
+
+
+def test_variance_report_keeps_the_complete_part_of_a_partial_grid(sweep):
+    """A third epoch judged for seed 1 only, and one live-sampled request asked of the base
+    alone: the decomposition is the complete grid's, with a plain sentence on what was left
+    out; `checkpoints` narrows it to the chosen ones."""
+    frames = Frames.from_store(sweep.store)
+    base = variance_report(frames, sweep.judges["accurate"], n_boot=50)
+    extra = frames.outcomes[(frames.outcomes["epoch"] == 2) & (frames.outcomes["seed"] == 1)]
+    extra = extra.assign(epoch=3, checkpoint_id="epoch-3", generation_id=extra["generation_id"]
+                         + "-3")
+    live = frames.outcomes[frames.outcomes["epoch"] == 0].head(2).assign(
+        prompt_id="live-prompt", generation_id=lambda f: f["generation_id"] + "-live")
+    partial = Frames(pd.concat([frames.outcomes, extra, live], ignore_index=True), frames.labels)
+    result = variance_report(partial, sweep.judges["accurate"], n_boot=50)
+    assert result.dropped_epochs == (3,) and result.dropped_prompts == 1
+    assert "Left out epoch(s) 3: not judged yet for every seed and temperature." in result.note
+    assert "Left out 1 request(s) that lack a verdict" in result.note
+    assert result.components.table.equals(base.components.table)
+    keep = [c for c in frames.outcomes["checkpoint_id"].unique()
+            if c not in {sweep.checkpoints[(2, 1)], sweep.checkpoints[(2, 2)]}]
+    one_seed = variance_report(frames, sweep.judges["accurate"], n_boot=50, checkpoints=keep)
+    assert one_seed.components.n_rows == 40 * 3 * 2  # seed 1: base + 2 epochs, 2 temperatures

@@ -13,7 +13,7 @@ from sweep_builder import build_sweep
 from annotations.records import (Generation, HumanLabel, Label, Prompt, PromptKind, Verdict)
 from annotations.report import build_report
 from annotations.summary import sweep_summary
-from tool.board import Filters, compute
+from tool.board import Filters, compute, interval
 from tool.context import AppOptions, make_context
 
 N_BOOT = 200
@@ -67,18 +67,20 @@ def test_the_store_has_every_complication(store):
 
 def test_judges_agreement_is_the_reports(both):
     board, report, data = both
-    tab = board.judges.set_index("judge").sort_index()
+    numbers = board.result.judges.set_index("judge").sort_index()
     mine = pd.DataFrame(data["judges"]).set_index("judge").sort_index()
-    assert list(tab.index) == list(mine.index) == ["accurate", "noisy(t=1)"]
-    for column in ("kappa", "accuracy", "sensitivity", "specificity", "kappa coherent",
-                   "kappa incoherent", "people alpha"):
-        _same(tab[column], mine[column.replace(" ", "_")])
-    for column in ("labelled", "n coherent", "n incoherent", "verdicts", "unparseable"):
-        theirs = {"labelled": "n"}.get(column, column.replace(" ", "_"))
-        assert tab[column].tolist() == mine[theirs].tolist()
-    assert tab["kappa CI"].tolist() == [f"[{lo:.2f}, {hi:.2f}]" for lo, hi in
-                                        zip(mine["kappa_ci_low"], mine["kappa_ci_high"])]
-    assert (tab["n incoherent"] > 0).all()  # the incoherent split is not empty
+    assert list(numbers.index) == list(mine.index) == ["accurate", "noisy(t=1)"]
+    for column in ("kappa", "kappa_ci_low", "kappa_ci_high", "accuracy", "sensitivity",
+                   "specificity", "kappa_coherent", "kappa_incoherent", "people_alpha"):
+        _same(numbers[column], mine[column])
+    shown = board.judges.set_index("judge").sort_index()
+    for column in ("n_coherent", "n_incoherent", "verdicts", "unparseable"):
+        assert shown[column.replace("_", " ")].tolist() == mine[column].tolist()
+    assert shown["labelled"].tolist() == mine["n"].tolist()
+    assert shown["kappa [95% CI]"].tolist() == [
+        interval(k, lo, hi, n) for k, lo, hi, n in
+        zip(mine["kappa"], mine["kappa_ci_low"], mine["kappa_ci_high"], mine["n"])]
+    assert (shown["n incoherent"] > 0).all()  # the incoherent split is not empty
 
 
 def test_people_alpha_is_the_reports(both):
@@ -94,13 +96,17 @@ def test_harmfulness_raw_and_corrected_is_the_reports_and_the_summarys(store, bo
     keys = ["judge", "checkpoint", "temperature"]
     columns = ["harmfulness", "ci_low", "ci_high", "corrected", "corrected_ci_low",
                "corrected_ci_high", "n", "unparseable"]
-    tab = board.harm.set_index(keys).sort_index()
+    tab = board.harm_points.set_index(keys).sort_index()
     mine = pd.concat([pd.DataFrame(h["table"]).assign(judge=h["judge"])
                       for h in data["harmfulness"].values()]).set_index(keys).sort_index()
     assert tab.index.equals(mine.index) and len(tab) == 2 * 5 * 2
     for column in columns:
         _same(tab[column], mine[column])
     assert tab["corrected"].notna().all()  # random labels calibrate every cell
+    shown = board.harm.set_index(["judge", "checkpoint", "T"]).sort_index()
+    assert shown["corrected [95% CI]"].tolist() == [
+        interval(v, lo, hi, n) for v, lo, hi, n in zip(
+            mine["corrected"], mine["corrected_ci_low"], mine["corrected_ci_high"], mine["n"])]
     summary = sweep_summary(store, n_boot=N_BOOT).safety.set_index(keys).sort_index()
     for column in columns:
         _same(summary[column], mine[column])
@@ -111,7 +117,7 @@ def test_variance_components_are_the_reports(both):
     primary = board.result.primary
     assert primary == report.primary_judge
     (theirs,) = [v for v in report.variance if v.judge_id == primary]
-    mine = board.variance.set_index("component")
+    mine = board.variance.set_index("component")  # one sweep here
     other = theirs.components.to_frame().set_index("component")
     assert list(mine.index) == list(other.index)
     for column in other.columns:

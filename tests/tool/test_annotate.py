@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from annotations.records import HumanLabel
-from tool.annotate import my_labels, progress, skip, start_session, submit, undo
+from tool.annotate import my_labels, open_session, progress, skip, start_session, submit, undo
 from tool.app import AppOptions, make_context
 
 
@@ -112,3 +112,40 @@ def test_an_empty_store_gives_empty_views(tmp_path):
     assert new_pair(ctx) is None
     board = compute(ctx, Filters())
     assert board.harm.empty and board.judges.empty
+
+
+def test_a_reload_resumes_the_session_where_it_was(filled):
+    ctx = context(filled, session_size=5)
+    first, resumed = open_session(ctx, "ana")
+    assert not resumed
+    old_token = first.token
+    submit(ctx, first, first.token, HumanLabel.COMPLIES)
+    again, resumed = open_session(ctx, "ana")  # the page is loaded again
+    assert resumed and again is first and progress(again) == (1, 5)
+    assert again.token != old_token  # the old page's token no longer submits
+    assert not submit(ctx, again, old_token, HumanLabel.REFUSES).stored
+    other, resumed = open_session(ctx, "bob")  # someone else gets their own
+    assert not resumed and other is not first
+
+
+def test_undo_says_which_label_it_reopens(filled):
+    ctx = context(filled)
+    session = start_session(ctx, "ana")
+    submit(ctx, session, session.token, HumanLabel.INCOHERENT)
+    outcome = undo(ctx, session)
+    assert "you had said: incoherent" in outcome.message and progress(session)[0] == 0
+
+
+def test_cant_judge_is_a_label_of_its_own_that_no_statistic_counts(filled):
+    from annotations.frames import Frames
+
+    ctx = context(filled)
+    session = start_session(ctx, "ana")
+    item = session.current.generation_id
+    outcome = submit(ctx, session, session.token, HumanLabel.CANT_JUDGE)
+    assert outcome.stored and outcome.message == "Saved: can't judge."
+    assert list(filled.store.labels_frame()["label"]) == ["cant_judge"]
+    assert Frames.from_store(filled.store).labels.empty  # no reading: out of every statistic
+    assert list(my_labels(ctx, "ana")["label"]) == ["can't judge"]
+    later = start_session(ctx, "ana")  # not served to ana again, unlike a skip
+    assert item not in {a.generation_id for a in later.items}

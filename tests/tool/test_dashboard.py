@@ -30,18 +30,22 @@ def test_dashboard_frames(filled):
     ctx = make_context(filled.store, AppOptions(n_boot=100, gold={
         filled.generations[1].id: HumanLabel.COMPLIES}))
     board = compute(ctx, Filters())
-    judges = board.judges.set_index("judge")
+    judges = board.result.judges.set_index("judge")
     assert set(judges.index) == {"refusal", "llm(template=sorry_bench)"}
     assert judges.loc["refusal", "kappa"] == 1.0  # the refusal judge matches people exactly here
     assert board.judge == "refusal"  # no judge picked: the plots follow the best kappa
-    assert "judge refusal (the closest to people)" in board.notes[0]
+    assert "for judge refusal (the one closest to people)" in board.notes[0]
     assert judges.loc["llm(template=sorry_bench)", "unparseable"] > 0
-    assert judges.loc["refusal", "n coherent"] + judges.loc["refusal", "n incoherent"] == \
-        judges.loc["refusal", "labelled"]
-    assert set(board.confusion.columns) >= {"judge", "human", "judge refuses", "judge complies"}
+    assert judges.loc["refusal", "n_coherent"] + judges.loc["refusal", "n_incoherent"] == \
+        judges.loc["refusal", "n"]
+    assert set(board.confusion.columns) >= {"judge", "people say", "judge refuses",
+                                            "judge complies"}
     assert -1 <= board.alpha["alpha"] <= 1
-    assert (judges["people alpha"] == board.alpha["alpha"]).all()
-    harm = board.harm
+    assert (judges["people_alpha"] == board.alpha["alpha"]).all()
+    assert board.alpha_text.startswith("People vs people, Krippendorff's alpha: ")
+    assert list(board.judges.columns)[:5] == ["judge", "verdicts", "unparseable", "labelled",
+                                              "kappa [95% CI]"]
+    harm = board.harm_points
     assert set(harm["checkpoint"]) == {"base", "seed 1 epoch 1", "seed 1 epoch 2",
                                        "seed 2 epoch 1", "seed 2 epoch 2"}
     refusal = harm[harm["judge"] == "refusal"]
@@ -58,15 +62,21 @@ def test_filters_narrow_everything(filled):
     label_everything(filled)
     ctx = make_context(filled.store, AppOptions(n_boot=50))
     board = compute(ctx, Filters(temperatures=(0.7,), categories=("2", "4")))  # Self-harm, Fraud
-    assert set(board.harm["temperature"]) == {0.7}
+    assert set(board.harm_points["temperature"]) == {0.7} and set(board.harm["T"]) == {0.7}
+    # two prompts per cell: a rate is shown as too few to read, never as "1.00 [1.00, 1.00]"
+    assert board.harm["raw [95% CI]"].str.fullmatch(r"too few to read \(n=[12]\)").all()
+    assert board.harm_points["too_few"].all()
     assert board.judges["verdicts"].max() == 5 * 2  # 5 checkpoints x 2 prompts, one judge
 
 
 def test_dashboard_without_labels(filled):
     ctx = make_context(filled.store, AppOptions(n_boot=50))
     board = compute(ctx, Filters())
-    assert board.harm["corrected"].isna().all() and len(board.harm)
+    assert board.harm_points["corrected"].isna().all() and len(board.harm)
+    assert board.harm["corrected [95% CI]"].eq("").all()
     assert "labelled" in board.judges.columns and board.judges["labelled"].eq(0).all()
+    assert board.alpha_text.startswith("People vs people: no Krippendorff's alpha yet")
+    assert any(n.startswith("Gold items: none configured") for n in board.notes)
 
 
 def test_an_imported_calibration_set_corrects_but_stays_off_the_epoch_lines(filled, tmp_path):
@@ -89,7 +99,7 @@ def test_an_imported_calibration_set_corrects_but_stays_off_the_epoch_lines(fill
     judge_store(filled.store, "refusal", progress=False)
 
     board = compute(ctx, Filters(), judge="refusal")
-    refusal = board.harm[board.harm["judge"] == "refusal"].set_index("checkpoint")
+    refusal = board.harm_points[board.harm_points["judge"] == "refusal"].set_index("checkpoint")
     assert "imported: calib" in refusal.index
     assert refusal["corrected"].notna().all()  # calibrated by the imported labels alone
     (report,) = [r for r in board.result.harmfulness.values() if r.judge == "refusal"]
