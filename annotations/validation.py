@@ -117,6 +117,8 @@ def _variance(frames: Frames, judge_id: str | None, n_boot: int, seed: int, note
         try:
             found.append(variance_report(frames, judge_id, sweep=sweep, n_boot=n_boot, seed=seed,
                                          checkpoints=checkpoints))
+            notes += [f"Variance of {sweep[0]} on {sweep[1]}: {found[-1].note}"] * bool(
+                found[-1].note)
         except ValueError as err:
             notes.append(f"Variance of {sweep[0]} on {sweep[1]}: {err}.")
     if not sweeps(frames):

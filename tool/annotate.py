@@ -239,7 +239,9 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
             undo_btn = gr.Button("Undo last [u]", elem_id="wb-undo")
         status = gr.Textbox(label="Status", interactive=False, elem_id="wb-status")
         new_btn = gr.Button("Start a new session", visible=False, elem_id="wb-new-session")
-        with gr.Accordion("My labels (updated as you label)", open=False):
+        mine_open = gr.State(False)  # the table is kept up to date only while it is open
+        with gr.Accordion("My labels (updated as you label)", open=False,
+                          elem_id="wb-my-accordion") as mine_box:
             mine_btn = gr.Button("Refresh", size="sm", elem_id="wb-my-labels")
             mine_table = gr.Dataframe(interactive=False, wrap=True, elem_id="wb-my-table")
         views = [state, bar, request_box, category_box, answer_box, details_box, note_box,
@@ -278,18 +280,25 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
             return render(Outcome(session, "Resumed your session." if resumed else
                                   "New session."))
 
+        def with_mine(shown: dict, is_open: bool, request: gr.Request) -> dict:
+            """The annotator's own labels beside the new item, when their table is open (one
+            response: no second event a double click could slip into)."""
+            return {**shown, mine_table: my_labels(ctx, ctx.user(request)[0]) if is_open
+                    else gr.update()}
+
         def on_label(label: HumanLabel):
-            def handler(session: Session | None, token: str, note: str,
+            def handler(session: Session | None, token: str, note: str, is_open: bool,
                         request: gr.Request) -> dict:
-                return render(submit(ctx, own(session, request), token, label, note))
+                shown = render(submit(ctx, own(session, request), token, label, note))
+                return with_mine(shown, is_open, request)
             handler.__name__ = f"label_{label.value}"
             return handler
 
         def on_skip(session: Session | None, token: str, request: gr.Request) -> dict:
             return render(skip(ctx, own(session, request), token))
 
-        def on_undo(session: Session | None, request: gr.Request) -> dict:
-            return render(undo(ctx, own(session, request)))
+        def on_undo(session: Session | None, is_open: bool, request: gr.Request) -> dict:
+            return with_mine(render(undo(ctx, own(session, request))), is_open, request)
 
         def on_mine(request: gr.Request) -> pd.DataFrame:
             name, _ = ctx.user(request)
@@ -298,14 +307,17 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
         hidden = {"api_visibility": "undocumented"}
         limit = {"concurrency_limit": ctx.options.label_concurrency, **hidden}
         for label, button in buttons.items():
-            button.click(on_label(label), [state, token_box, note_box], views,
-                         api_name=f"label_{label.value}", **limit).then(
-                on_mine, None, mine_table, show_progress="hidden", **hidden)
+            button.click(on_label(label), [state, token_box, note_box, mine_open],
+                         [*views, mine_table], api_name=f"label_{label.value}", **limit)
         skip_btn.click(on_skip, [state, token_box], views, api_name="skip", **limit)
-        undo_btn.click(on_undo, [state], views, api_name="undo", **limit).then(
-            on_mine, None, mine_table, show_progress="hidden", **hidden)
+        undo_btn.click(on_undo, [state, mine_open], [*views, mine_table], api_name="undo",
+                       **limit)
         new_btn.click(on_start, None, views, api_name="start", **limit)
         mine_btn.click(on_mine, None, mine_table, api_name="my_labels", **hidden)
-        blocks.load(on_open, None, views, api_name="open", **limit).then(
-            on_mine, None, mine_table, show_progress="hidden", **hidden)
+        blocks.load(on_open, None, views, api_name="open", **limit)
+        def on_expand(request: gr.Request) -> tuple[bool, pd.DataFrame]:
+            return True, on_mine(request)
+
+        mine_box.expand(on_expand, None, [mine_open, mine_table], **hidden)
+        mine_box.collapse(lambda: False, None, mine_open, **hidden)
     return tab

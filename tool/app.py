@@ -7,7 +7,9 @@ sampling, Trajectory, Validate and Exports (admins). Every handler checks the lo
 on the server (`AppContext.user` / `AppContext.admin`); the admin tabs are also hidden from
 annotators, but hiding is a courtesy, not the protection.
 
-Access: login is required (the auth function checks scrypt hashes in the store). Every event is
+Access: login is required (the auth function checks scrypt hashes in the store); failed logins
+are throttled per account and per address, every response carries security headers, and no API
+call has an effect without a login (tool.security). Every event is
 "undocumented": callable by a logged-in client such as gradio_client, but listed nowhere, so the
 login page an anonymous visitor gets carries no list of endpoints; /config, /info and every API
 route answer 401 without the login cookie. Monitoring, run history, MCP and the footer's API link
@@ -115,13 +117,20 @@ def launch(blocks: gr.Blocks, store: Store, host: str = "127.0.0.1", port: int |
            block: bool = True, quiet: bool = True) -> str:
     """Start `blocks` with the login and the locked-down settings; returns the local URL."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from starlette.middleware import Middleware
+
+    from tool.security import Guard, Throttle
+
     blocks.queue(default_concurrency_limit=1, max_size=None)
+    options = blocks.workbench.options
+    throttle = Throttle(options.login_max_failures, options.login_window_s, options.login_lockout_s)
     _, url, _ = blocks.launch(
         server_name=host, server_port=port, auth=auth_function(store),
         auth_message="Safety workbench: log in with the account an admin made for you.",
         prevent_thread_lock=not block, quiet=quiet, footer_links=[], run_history=False,
         enable_monitoring=False, mcp_server=False, ssr_mode=False, show_error=False,
-        head=HEAD, css=CSS, max_threads=64)
+        head=HEAD, css=CSS, max_threads=64,
+        app_kwargs={"middleware": [Middleware(Guard, blocks=blocks, throttle=throttle)]})
     return url
 
 

@@ -26,7 +26,7 @@ from annotations.frames import checkpoint_labels
 from annotations.votes import win_table
 from annotations.records import CheckpointKind, Role, VerdictLabel, Vote, VoteChoice, new_id
 from tool.board_plots import win_figure
-from tool.context import AppContext, session_dropdown
+from tool.context import AppContext, prompt_label, session_dropdown
 
 RANDOM = "(random)"
 
@@ -135,12 +135,6 @@ VOTES = {VoteChoice.A_SAFER: ("A is safer [a]", "wb-a-safer"),
          VoteChoice.B_SAFER: ("B is safer [b]", "wb-b-safer"),
          VoteChoice.BOTH_SAFE: ("Both safe [g]", "wb-both-safe"),
          VoteChoice.BOTH_UNSAFE: ("Both unsafe [x]", "wb-both-unsafe")}
-
-
-def prompt_label(category: object, benchmark: object, text: str) -> str:
-    """"Category: request…" (the benchmark's name where the prompt has no category)."""
-    where = category if isinstance(category, str) and category else benchmark
-    return f"{where}: {text[:70]}"
 
 
 def _choices(ctx: AppContext, is_admin: bool) -> tuple[list, list, list]:

@@ -41,6 +41,9 @@ class AppOptions:
     seed: int | None = None
     label_concurrency: int = 8  # label submits served at once (each one short SQLite write)
     title: str = "Safety workbench"
+    login_max_failures: int = 20  # failed logins, per account or per address, before a lockout
+    login_window_s: float = 900.0
+    login_lockout_s: float = 300.0
 
 
 @dataclass
@@ -75,6 +78,18 @@ def session_dropdown(label: str, **kwargs: Any) -> gr.Dropdown:
     the values, so choices missing from a client's session (an API client never loads the page)
     are no reason to refuse."""
     return gr.Dropdown(label=label, allow_custom_value=True, **kwargs)
+
+
+def prompt_label(category: object, benchmark: object, text: str) -> str:
+    """"Category: request…" (the benchmark's name where the prompt has no category)."""
+    where = category if isinstance(category, str) and category else benchmark
+    return f"{where}: {text[:70]}"
+
+
+def unchanged(*components: Any) -> dict:
+    """A handler's answer that changes nothing (Gradio refuses an empty dict for its outputs):
+    what an admin tab's page-load handlers return on an annotator's page."""
+    return {component: gr.update() for component in components}
 
 
 def make_context(store: Store, options: AppOptions | None = None) -> AppContext:

@@ -18,7 +18,7 @@ from annotations.frames import Frames, checkpoint_labels
 from annotations.records import CheckpointKind, Role
 from tool import board_plots
 from tool.board import Dashboard, Filters, compute, store_stamp
-from tool.context import AppContext, session_dropdown
+from tool.context import AppContext, session_dropdown, unchanged
 
 
 def judge_choices(ctx: AppContext) -> list[str]:
@@ -76,7 +76,7 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
 
         def on_open(request: gr.Request) -> dict:
             if ctx.user(request)[1] != Role.ADMIN:
-                return {}
+                return unchanged(*inputs[:4], var_ckpts, timer)
             prompts = ctx.store.prompts_frame()
             gens = ctx.store.generations_frame(with_text=False)
             categories = prompts.dropna(subset=["category_id"]).drop_duplicates("category_id")
@@ -108,22 +108,25 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
                               tuple(float(t) for t in temperatures or ()), bool(random_only))
             return show(compute(ctx, filters, judge or None, list(checkpoints or ())))
 
-        def on_page(*values, request: gr.Request) -> dict:
+        def on_page(benchmarks, categories, temperatures, judge, random_only, checkpoints,
+                    request: gr.Request) -> dict:
             """The first computation, as the page opens: admins only, silently skipped (no
             error, no server log) on an annotator's page, where the tab is hidden."""
             if ctx.user(request)[1] != Role.ADMIN:
-                return {}
-            return on_refresh(*values, request=request)
+                return unchanged(*outputs)
+            return on_refresh(benchmarks, categories, temperatures, judge, random_only,
+                              checkpoints, request)
 
-        def on_tick(*values, request: gr.Request) -> dict:
+        def on_tick(benchmarks, categories, temperatures, judge, random_only, checkpoints,
+                    following, last, request: gr.Request) -> dict:
             """Re-compute when the store has grown since the last tick (a sweep filling it)."""
-            *chosen, following, last = values
             if not following or ctx.user(request)[1] != Role.ADMIN:
-                return {}
+                return unchanged(*outputs, stamp)
             now = store_stamp(ctx.store)
             if now == last:
-                return {}
-            return {**on_page(*chosen, request=request), stamp: now}
+                return unchanged(*outputs, stamp)
+            return {**on_page(benchmarks, categories, temperatures, judge, random_only,
+                              checkpoints, request), stamp: now}
 
         outputs = [judges, confusion, kappa_plot, alpha, harm, harm_plot, epoch_plot, variance,
                    var_plot, capability, gold, notes]

@@ -23,7 +23,7 @@ import pandas as pd
 from annotations.frames import checkpoint_labels
 from annotations.records import (Checkpoint, CheckpointKind, FinishReason, Generation, JudgeSpec,
                                  Prompt, PromptKind, Role, Verdict, VerdictLabel)
-from tool.context import AppContext, session_dropdown
+from tool.context import AppContext, prompt_label, session_dropdown, unchanged
 
 LIVE_BENCHMARK = "live"
 
@@ -134,11 +134,16 @@ def answers_table(draws: Sequence[Draw]) -> pd.DataFrame:
     rows = []
     for number, draw in enumerate(draws, start=1):
         for a in draw.answers:
-            row = {"draw": number, "checkpoint": a.checkpoint, "sample": a.sample_index,
-                   "answer": a.text, "tokens": a.token_count, "finish": a.finish_reason.value}
-            row |= {f"judge: {j}": _word(v[0]) for j, v in a.verdicts.items()}
+            row = {"draw": number, "checkpoint": a.checkpoint, "sample": a.sample_index}
+            row |= {f"judge: {j}": _word(v[0]) for j, v in a.verdicts.items()}  # before the text
+            row |= {"answer": a.text, "tokens": a.token_count, "finish": a.finish_reason.value}
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message on one line (loaders' messages can run to several)."""
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _word(label: int | None) -> str:
@@ -215,14 +220,14 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
 
         def on_open(request: gr.Request) -> dict:
             if ctx.user(request)[1] != Role.ADMIN:
-                return {}
+                return unchanged(ckpts, pick)
             frame = ctx.store.checkpoints_frame()
             prompts = ctx.store.prompts_frame()
             names = checkpoint_labels(frame)
             models_only = frame[frame["kind"] != CheckpointKind.IMPORTED.value]
             return {ckpts: gr.update(choices=[(names[i], i) for i in models_only["id"]]),
-                    pick: gr.update(choices=[(f"{r.benchmark} / {r.category or ''}: {r.text[:60]}",
-                                              r.id) for r in prompts.itertuples()])}
+                    pick: gr.update(choices=[(prompt_label(r.category, r.benchmark, r.text), r.id)
+                                             for r in prompts.itertuples()])}
 
         def on_pick(prompt_id: str, request: gr.Request) -> str:
             ctx.admin(request)
@@ -245,12 +250,16 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
             last = history[-1] if history else None
             same = keep and last and (last.request, last.temperature) == (text, draw.temperature)
             history = (list(history) if same else []) + [draw]
-            progress(0, desc="loading the model")
-            for done, _ in enumerate(sample(ctx, draw, chosen, int(n)), start=1):
-                progress(done / len(chosen), desc=f"{done} of {len(chosen)} checkpoints")
-                yield {draws: history, answers: answers_table(history),
-                       spread: variation(history),
-                       status: f"draw {len(history)}: {done} of {len(chosen)} checkpoints answered"}
+            progress(None, desc="loading the model (the first time takes a while)")
+            try:
+                for done, _ in enumerate(sample(ctx, draw, chosen, int(n)), start=1):
+                    progress(done / len(chosen), desc=f"{done} of {len(chosen)} checkpoints")
+                    yield {draws: history, answers: answers_table(history),
+                           spread: variation(history),
+                           status: f"draw {len(history)}: {done} of {len(chosen)} checkpoints "
+                                   "answered"}
+            except (ValueError, OSError, RuntimeError) as err:  # a model that cannot load
+                raise gr.Error(f"Cannot sample: {one_line(err)}") from None
 
         def on_sample(history, prompt_id, text, chosen, temp, n, tokens, request: gr.Request,
                       progress=gr.Progress()):

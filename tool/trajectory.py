@@ -16,7 +16,7 @@ import pandas as pd
 from annotations.agreement_tables import complies_share
 from annotations.frames import checkpoint_labels, judge_labels
 from annotations.records import CheckpointKind, Role, VerdictLabel
-from tool.context import AppContext, session_dropdown
+from tool.context import AppContext, prompt_label, session_dropdown, unchanged
 
 
 @dataclass(frozen=True)
@@ -110,11 +110,11 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
 
         def on_open(request: gr.Request) -> dict:
             if ctx.user(request)[1] != Role.ADMIN:
-                return {}
+                return unchanged(prompt_dd, seed_dd, temp_dd)
             prompts = ctx.store.prompts_frame()
             seeds = sorted(ctx.store.checkpoints_frame()["seed"].dropna().astype(int).unique())
             temps = sorted(ctx.store.generations_frame(with_text=False)["temperature"].unique())
-            names = [(f"{r.category or r.benchmark}: {r.text[:70]}", r.id)
+            names = [(prompt_label(r.category, r.benchmark, r.text), r.id)
                      for r in prompts.itertuples()]
             return {prompt_dd: gr.update(choices=names),
                     seed_dd: gr.update(choices=[int(s) for s in seeds],

@@ -58,14 +58,20 @@ def test_annotator_is_kept_out_of_admin_views_and_sees_only_own_labels(served):
     mine = bob.predict(api_name="/my_labels")
     rows = mine["data"] if isinstance(mine, dict) else mine
     assert "bob's note" in str(rows) and "ana's private note" not in str(rows)
-    for endpoint, args in (("/export", ("labels", "CSV")), ("/dashboard", ([], [], [], None, True)),
+    for endpoint, args in (("/export", ("labels", "CSV")),
+                           ("/dashboard", ([], [], [], None, True, [])),
                            ("/trajectory", (served.filled.prompts[1].id, 1, 0.7, 0)),
                            ("/win_table", ()), ("/live_store", ())):
         with pytest.raises(AppError, match="admins only"):
             bob.predict(*args, api_name=endpoint)
-    ana.predict("(random)", "(random)", "(random)", "(random)", api_name="/new_pair")
-    revealed = ana.predict(api_name="/vote_a_safer")[-1]
-    assert "Stored" in revealed and "judges" not in revealed  # blind: identities, no verdicts
+    random4 = ("(random)",) * 4
+    ana.predict(*random4, api_name="/new_pair")
+    after = ana.predict(*random4, api_name="/vote_a_safer")
+    status = after[-1]
+    assert "Stored: a safer. Votes this session: 1." in status
+    blob = " ".join(map(str, after))  # blind after the vote too: no checkpoint, no judge
+    assert "seed " not in blob and "base" not in blob and "refusal" not in blob
+    assert not any(c.id in blob for c in served.filled.checkpoints)
 
 
 def test_admin_exports(served, tmp_path):

@@ -54,8 +54,11 @@ def app(filled) -> Iterator[Served]:
 class Page:
     """A logged-in page that records every request it makes and saves screenshots."""
 
-    def __init__(self, browser, url: str, user: str, shots: Path):
-        self.context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    def __init__(self, browser, url: str, user: str, shots: Path, init_script: str = ""):
+        self.context = browser.new_context(viewport={"width": 1280, "height": 1000},
+                                           accept_downloads=True)
+        if init_script:
+            self.context.add_init_script(init_script)
         self.page = self.context.new_page()
         self.requests: list[str] = []
         self.page.on("request", lambda r: self.requests.append(r.url))
@@ -139,12 +142,43 @@ def call_as_page(page, api_name: str, data: list) -> str:
 
 
 def wait_plot(page, elem_id: str) -> None:
-    page.wait_for_selector(f"#{elem_id} .vega-embed canvas, #{elem_id} .vega-embed svg",
-                           timeout=20_000)
+    """A native Gradio plot (vega) or a matplotlib figure (an image) is on screen."""
+    page.wait_for_selector(f"#{elem_id} .vega-embed canvas, #{elem_id} .vega-embed svg, "
+                           f"#{elem_id} img", timeout=30_000)
+
+
+RECORD_BODIES = """
+window.__bodies = [];
+const fetched = window.fetch;
+window.fetch = async (...args) => {
+  const response = await fetched(...args);
+  response.clone().text().then((t) => window.__bodies.push(t)).catch(() => {});
+  return response;
+};
+const Source = window.EventSource;  // the queue's results stream in server-sent events
+window.EventSource = function (url, options) {
+  const source = new Source(url, options);
+  source.addEventListener("message", (e) => window.__bodies.push(e.data));
+  return source;
+};
+window.EventSource.prototype = Source.prototype;
+const read = ReadableStreamDefaultReader.prototype.read;  // and in streamed fetch bodies
+ReadableStreamDefaultReader.prototype.read = async function () {
+  const chunk = await read.call(this);
+  if (chunk.value) {
+    window.__bodies.push(typeof chunk.value === "string" ? chunk.value
+                         : new TextDecoder().decode(chunk.value));
+  }
+  return chunk;
+};
+"""
 
 
 def test_compare_vote_and_annotator_limits(browser, app: Served, tmp_path: Path):
-    page = Page(browser, app.url, "ana", tmp_path)
+    """An annotator votes on pairs by keyboard: each vote is stored and the next pair appears,
+    with a count; no checkpoint, run, temperature or judge name ever reaches her page, in the
+    DOM or in any response body it received."""
+    page = Page(browser, app.url, "ana", tmp_path, init_script=RECORD_BODIES)
     p = page.page
     admin_tabs = ["Live sampling", "Trajectory", "Validate", "Exports"]
     p.wait_for_timeout(500)
@@ -153,22 +187,31 @@ def test_compare_vote_and_annotator_limits(browser, app: Served, tmp_path: Path)
     p.get_by_role("tab", name="Compare").click()
     p.locator("#wb-new-pair").click()
     p.wait_for_function("document.querySelector('#wb-answer-a textarea').value.length > 0")
-    p.locator("body").click(position={"x": 5, "y": 5})
-    p.keyboard.press("a")
-    p.wait_for_function("document.querySelector('#wb-reveal textarea').value.startsWith('Stored')")
-    revealed = page.value("#wb-reveal")
-    assert "A:" in revealed and "B:" in revealed and "judges" not in revealed
+    for n, key in enumerate(["a", "b", "g"], start=1):
+        p.locator("body").click(position={"x": 5, "y": 5})
+        p.keyboard.press(key)
+        p.wait_for_function(f"document.querySelector('#wb-reveal textarea').value"
+                            f".includes('Votes this session: {n}.')", timeout=10_000)
+        assert p.locator("#wb-answer-a textarea").input_value()  # the next pair is there
+    assert len(app.store.votes_frame()) == 3
+    assert list(app.store.votes_frame()["choice"]) == ["a_safer", "b_safer", "both_safe"]
+    page.shot("compare-after-votes")
+    p.wait_for_timeout(500)
+    seen = p.content() + " ".join(p.evaluate("window.__bodies"))
+    assert "Unsafe request number" in seen or "pick a lock" in seen  # the bodies were recorded
+    names = ["seed 1 epoch 1", "seed 1 epoch 2", "seed 2 epoch 1", "seed 2 epoch 2", "T=0",
+             "llm(template=sorry_bench)", "judge: refusal"]
+    ids = [c.id for c in app.filled.checkpoints] + [j.id for j in app.filled.judges]
+    assert not [x for x in names + ids if x in seen]
     votes = app.store.votes_frame()
-    assert len(votes) == 1 and votes.loc[0, "annotator"] == "ana"
-    assert votes.loc[0, "choice"] == "a_safer"
-    page.shot("compare-after-vote")
+    assert set(votes["annotator"]) == {"ana"}
 
     # ana's browser, calling events directly with her cookie: no export, no one else's labels
     app.store.add_labels([Label(generation_id=app.filled.generations[3].id, annotator="bob",
                                 label=HumanLabel.REFUSES, note="bob's secret note")])
     exported = call_as_page(p, "export", ["labels", "CSV"])
     assert "error" in exported and "file=" not in exported
-    assert "error" in call_as_page(p, "dashboard", [[], [], [], None, True])
+    assert "error" in call_as_page(p, "dashboard", [[], [], [], None, True, []])
     assert "error" in call_as_page(p, "trajectory", [app.filled.prompts[1].id, 1, 0.7, 0])
     mine = call_as_page(p, "my_labels", [])
     assert "bob's secret note" not in mine and "complete" in mine
@@ -195,11 +238,12 @@ def test_admin_trajectory_and_dashboard_plots(browser, app: Served, tmp_path: Pa
     assert p.locator("#wb-traj-table img, #wb-traj-table a[href], #wb-traj-table b").count() == 0
     page.shot("trajectory")
 
-    p.get_by_role("tab", name="Validate").click()
-    p.locator("#wb-dash-refresh").click()
+    p.get_by_role("tab", name="Validate").click()  # no click on Compute: it opens computed
     for plot in ("wb-kappa-plot", "wb-harm-plot", "wb-epoch-plot", "wb-var-plot"):
         wait_plot(p, plot)
     assert "refusal" in p.inner_text("#wb-judge-table")
+    assert page.value("#wb-alpha").startswith("People vs people, Krippendorff's alpha: ")
+    assert "[" in p.inner_text("#wb-harm-table")  # rates with their intervals
     page.shot("dashboard")
     assert not [u for u in page.requests if not u.startswith(app.url) and not u.startswith("data:")]
     page.close()
@@ -261,3 +305,124 @@ def test_the_dashboard_follows_a_store_that_is_still_filling(browser, filled, tm
         page.close()
     finally:
         blocks.close()
+
+
+def test_an_annotator_reloads_mid_session_and_undoes(browser, app: Served, tmp_path: Path):
+    """Keyboard labelling; a note left with Enter, after which the keys work again; a reload
+    keeps the place and the count; undo reopens the last item and names its label."""
+    page = Page(browser, app.url, "ana", tmp_path)
+    p = page.page
+    p.wait_for_function("document.querySelector('#wb-answer textarea').value.length > 0")
+    for n, key in enumerate(["1", "2"], start=1):
+        p.wait_for_timeout(400)
+        p.keyboard.press(key)
+        page.wait_done(n)
+    p.locator("#wb-note textarea, #wb-note input").first.fill("unsure about this one")
+    p.keyboard.press("Enter")  # back to the keys
+    p.wait_for_timeout(400)
+    p.keyboard.press("3")
+    page.wait_done(3)
+    labels = app.store.labels_frame()
+    assert labels.sort_values("created_at")["note"].tolist()[-1] == "unsure about this one"
+    assert "1" not in labels["note"].str.cat()  # the key labelled, it did not type
+    shown = page.value("#wb-answer")
+
+    p.reload()  # mid-session: the same place, the same count
+    p.wait_for_selector("#wb-answer textarea", timeout=20_000)
+    page.wait_done(3)
+    assert "of 20 done" in p.inner_text("#wb-progress") and page.value("#wb-answer") == shown
+    assert page.value("#wb-status") == "Resumed your session."
+    p.wait_for_timeout(400)
+    p.keyboard.press("u")
+    p.wait_for_function("document.querySelector('#wb-status textarea').value"
+                        ".includes('you had said: incoherent')", timeout=10_000)
+    page.wait_done(2)
+    page.shot("annotate-undo")
+    p.wait_for_timeout(400)
+    p.keyboard.press("c")  # can't judge: its own label
+    page.wait_done(3)
+    assert "cant_judge" in set(app.store.labels_frame()["label"])
+    p.locator("text=My labels").click()
+    p.wait_for_function("document.querySelector('#wb-my-table').innerText"
+                        ".includes(\"can't judge\")", timeout=10_000)
+    before = p.inner_text("#wb-my-table")
+    p.locator("body").click(position={"x": 5, "y": 5})
+    p.wait_for_timeout(400)
+    p.keyboard.press("2")  # while the table is open, it follows each label
+    page.wait_done(4)
+    p.wait_for_function("(v) => document.querySelector('#wb-my-table').innerText !== v",
+                        arg=before, timeout=10_000)
+    page.close()
+
+
+def test_validate_shows_the_complete_part_of_a_partial_grid(browser, filled, tmp_path: Path,
+                                                            capfd):
+    """A third epoch exists for seed 1 only: the variance section still shows the complete
+    grid, with a sentence on what was left out. An annotator's page meanwhile (the admin
+    tabs' timers ticking every second) leaves no error in the server's log."""
+    from annotations.records import Checkpoint, Generation, Verdict
+    from test_dashboard import label_everything
+    from tool.app import AppOptions, build_app, launch
+
+    label_everything(filled)
+    run_id = filled.checkpoints[1].run_id
+    extra = Checkpoint(base_model="tiny", run_id=run_id, epoch=3)
+    filled.store.upsert_checkpoint(extra)
+    gens = [Generation(checkpoint_id=extra.id, prompt_id=p.id, temperature=0.0, text="Sure.")
+            for p in filled.prompts]
+    filled.store.upsert_generations(gens)
+    filled.store.upsert_verdicts(Verdict(generation_id=g.id, judge_id=filled.judges[0].id,
+                                         label=1) for g in gens)
+    blocks = build_app(filled.store, AppOptions(seed=0, n_boot=50, refresh_seconds=1.0))
+    url = launch(blocks, filled.store, port=free_port(), block=False)
+    try:
+        annotator = Page(browser, url, "ana", tmp_path)
+        page = Page(browser, url, "root", tmp_path)
+        p = page.page
+        p.get_by_role("tab", name="Validate").click()
+        p.wait_for_function("document.querySelector('#wb-var-table').innerText"
+                            ".includes('epoch')", timeout=30_000)
+        notes = page.value("#wb-dash-notes")
+        assert "Left out epoch(s) 3: not judged yet for every seed and temperature." in notes
+        wait_plot(p, "wb-var-plot")
+        page.shot("validate-partial-grid")
+        annotator.page.wait_for_timeout(3000)
+        annotator.close()
+        page.close()
+    finally:
+        blocks.close()
+    log = capfd.readouterr()
+    text = log.err + log.out
+    assert "Traceback" not in text, text[text.index("Traceback"):][:3000]
+
+
+def test_an_admin_exports_labels_and_reads_them_back(browser, app: Served, tmp_path: Path):
+    import pandas as pd
+
+    from annotations.exports import LABEL_COLUMNS
+
+    first = Label(generation_id=app.filled.generations[4].id, annotator="ana",
+                  label=HumanLabel.COMPLIES, created_at=pd.Timestamp("2026-01-01", tz="UTC"))
+    again = Label(generation_id=app.filled.generations[4].id, annotator="ana",
+                  label=HumanLabel.REFUSES, note="changed my mind",
+                  created_at=pd.Timestamp("2026-01-02", tz="UTC"))
+    app.store.add_labels([first, again])
+    page = Page(browser, app.url, "root", tmp_path)
+    p = page.page
+    p.get_by_role("tab", name="Exports").click()
+    p.locator("#wb-export").click()
+    link = p.locator("#wb-export-file a").first
+    link.wait_for(timeout=20_000)
+    with p.expect_download() as download:
+        link.click()
+    frame = pd.read_csv(download.value.path())
+    assert list(frame.columns) == LABEL_COLUMNS
+    rows = frame.set_index("id")
+    assert rows.loc[again.id, "current"] and not rows.loc[first.id, "current"]
+    expected = app.store.generations_frame().set_index("id").loc[first.generation_id]
+    row = rows.loc[again.id]
+    assert (row["label"], row["note"], row["annotator"]) == ("refuses", "changed my mind", "ana")
+    assert (row["response"], row["temperature"], row["checkpoint"]) == (
+        expected["text"], expected["temperature"], "base")
+    assert row["prompt_id"] == expected["prompt_id"] and row["benchmark"] == "demo"
+    page.close()

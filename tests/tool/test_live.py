@@ -26,3 +26,32 @@ def test_sample_judge_resample_and_store(live_store):
     assert len(gens) == 4 and set(gens["benchmark"]) == {"live"}
     assert len(store.verdicts_frame()) == 4
     assert store_draw(ctx, first) == 4 and len(store.generations_frame()) == 4  # idempotent
+
+
+def test_columns_put_the_judges_before_the_answer(live_store):
+    store, ckpt_ids = live_store
+    ctx = make_context(store, AppOptions(seed=0, live_judges=("refusal",)))
+    draw = Draw("tell me a story about a car", None, temperature=1.0, max_new_tokens=4, seed=1)
+    list(sample(ctx, draw, ckpt_ids[:1], samples=1))
+    assert list(answers_table([draw]).columns) == ["draw", "checkpoint", "sample",
+                                                   "judge: refusal", "answer", "tokens", "finish"]
+
+
+def test_a_model_that_cannot_load_fails_in_seconds_with_one_line(tmp_path):
+    import time
+
+    import pytest
+
+    from annotations.records import Checkpoint
+    from annotations.store import Store
+    from pipeline.models import ModelUnavailable
+    from tool.live import one_line
+
+    store = Store.open(tmp_path / "s.db")
+    ckpt = store.upsert_checkpoint(Checkpoint(base_model="someone/not-downloaded"))
+    ctx = make_context(store, AppOptions(seed=0))
+    start = time.perf_counter()
+    with pytest.raises(ModelUnavailable) as err:
+        list(sample(ctx, Draw("hello", None, 0.7, 4, seed=1), [ckpt], samples=1))
+    assert time.perf_counter() - start < 5  # HF_HUB_OFFLINE: no minute of retries
+    assert "someone/not-downloaded" in one_line(err.value) and "\n" not in one_line(err.value)
