@@ -130,19 +130,28 @@ def with_columns(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def judge_names(outcomes: pd.DataFrame) -> dict[str, str]:
-    """Judge id -> the name every view shows: its JudgeSpec label (name and arguments) when the
-    frame carries `judge_args`, else its name; a name two judges share gets the id's first
-    characters."""
+    """Judge id -> the name every view shows: the judge's name where no other judge has it;
+    where several share it (e.g. two LLM judges), the name with the arguments they differ in
+    (`llm(template=harmbench)`), read from `judge_args` when the frame has it; the id's first
+    characters where even those are the same."""
     pairs = outcomes.drop_duplicates("judge_id")
-    if "judge_args" in pairs:
-        shown = [JudgeSpec(name=str(n), args=a if isinstance(a, dict) else {}).label
-                 for n, a in zip(pairs["judge_name"], pairs["judge_args"])]
-    else:
-        shown = [str(n) for n in pairs["judge_name"]]
-    shown = pd.Series(shown, index=pairs.index)
-    shared = shown.duplicated(keep=False)
+    args = [a if isinstance(a, dict) else {} for a in
+            (pairs["judge_args"] if "judge_args" in pairs else [None] * len(pairs))]
+    names = [str(n) for n in pairs["judge_name"]]
+    shown = [_distinct_label(n, a, [b for m, b in zip(names, args) if m == n])
+             for n, a in zip(names, args)]
+    shared = pd.Series(shown).duplicated(keep=False).tolist()
     return {j: f"{n} [{str(j)[:6]}]" if s else n
             for j, n, s in zip(pairs["judge_id"], shown, shared)}
+
+
+def _distinct_label(name: str, args: dict, siblings: list[dict]) -> str:
+    """`name`, or name(the arguments in which it differs from the judges sharing its name)."""
+    if len(siblings) < 2:
+        return name
+    keys = {k for other in siblings for k in set(other) | set(args)}
+    differ = {k: args.get(k) for k in keys if len({repr(o.get(k)) for o in siblings}) > 1}
+    return JudgeSpec(name=name, args={k: v for k, v in differ.items() if v is not None}).label
 
 
 def judge_labels(judges: pd.DataFrame) -> dict[str, str]:

@@ -70,8 +70,9 @@ def candidates(generations: pd.DataFrame, verdicts: pd.DataFrame, labels: pd.Dat
     items = generations[generations["kind"].isin([PromptKind(k).value for k in kinds])]
     items = items[["id", "prompt_id", "checkpoint_id", "temperature"]].rename(
         columns={"id": "generation_id"})
-    readings = labels[labels["label"] != HumanLabel.CANT_JUDGE.value] if len(labels) else labels
-    counts = (readings.groupby("generation_id")["annotator"].nunique() if len(readings)
+    if len(labels) and "label" in labels:  # can't-judge labels do not count towards k
+        labels = labels[labels["label"] != HumanLabel.CANT_JUDGE.value]
+    counts = (labels.groupby("generation_id")["annotator"].nunique() if len(labels)
               else pd.Series(dtype=int))
     items["n_labels"] = items["generation_id"].map(counts).fillna(0).astype(int)
     flags = _verdict_flags(verdicts)

@@ -96,7 +96,7 @@ def test_judge_human_table_against_the_majority_by_hand(sweep, frames):
         assert row["n_unparseable"] == mine["label"].isna().sum()
         assert row["kappa"] == pytest.approx(cohen_kappa_score(human, parsed["label"].astype(int)))
     kappas = table.agreement[table.agreement["reference"] == "majority"].set_index("judge_name")
-    assert kappas.loc["accurate", "kappa"] > kappas.loc["noisy(t=1)", "kappa"]
+    assert kappas.loc["accurate", "kappa"] > kappas.loc["noisy", "kappa"]
     references = set(table.agreement["reference"])
     assert references == {"majority", "annotator:ana", "annotator:bob", "annotator:cy"}
 
@@ -300,7 +300,7 @@ def test_compare_conclusions_on_a_constructed_table():
 
 def test_conclusion_flips_on_the_store(sweep, frames):
     result = conclusion_flips(frames, n_boot=200)
-    assert set(result.changes["source"]) == {"accurate", "noisy(t=1)", "people (majority)"}
+    assert set(result.changes["source"]) == {"accurate", "noisy", "people (majority)"}
     assert len(result.summary) == 8
     rises = result.changes[(result.changes["source"] == "accurate")
                            & (result.changes["epoch"] == 2)]
@@ -405,7 +405,7 @@ def test_agreement_from_store(sweep, frames):
     result = agreement_from_store(frames, n_boot=100)
     json.dumps(result, allow_nan=False)
     assert result["labels"] == len(sweep.labels)
-    assert {row["judge_name"] for row in result["judges"]} == {"accurate", "noisy(t=1)"}
+    assert {row["judge_name"] for row in result["judges"]} == {"accurate", "noisy"}
     assert agreement_from_store(Frames(frames.outcomes))["note"].startswith("no human labels")
 
 
@@ -453,3 +453,19 @@ def test_variance_report_keeps_the_complete_part_of_a_partial_grid(sweep):
             if c not in {sweep.checkpoints[(2, 1)], sweep.checkpoints[(2, 2)]}]
     one_seed = variance_report(frames, sweep.judges["accurate"], n_boot=50, checkpoints=keep)
     assert one_seed.components.n_rows == 40 * 3 * 2  # seed 1: base + 2 epochs, 2 temperatures
+
+
+def test_judge_names_are_short_and_tell_judges_apart():
+    from annotations.frames import judge_names
+
+    frame = pd.DataFrame({
+        "judge_id": ["a1", "b2", "c3", "d4", "e5"],
+        "judge_name": ["refusal", "llm", "llm", "http", "http"],
+        "judge_args": [{}, {"model": "smollm2", "template": "sorry_bench", "max_new_tokens": 8},
+                       {"model": "smollm2", "template": "harmbench", "max_new_tokens": 8},
+                       {"model": "x", "template_hash": "1"}, {"model": "x", "template_hash": "2"}]})
+    assert judge_names(frame) == {"a1": "refusal", "b2": "llm(template=sorry_bench)",
+                                  "c3": "llm(template=harmbench)", "d4": "http [d4]",
+                                  "e5": "http [e5]"}
+    assert judge_names(frame.drop(columns="judge_args").iloc[:2]) == {"a1": "refusal",
+                                                                       "b2": "llm"}

@@ -196,7 +196,7 @@ def test_verdicts_carry_the_judges_arguments_checkpoint_and_prompt(tmp_path):
     rows = _read_back(tmp_path / "v.jsonl", "jsonl").set_index("generation_id")
     row = rows.loc[ids["tuned"]]
     assert row["judge_args"] == {"model": "tiny", "template": "harmbench"}  # JSON in JSON
-    assert row["judge"] == "llm(model=tiny,template=harmbench)" and row["judge_name"] == "llm"
+    assert row["judge"] == "llm" and row["judge_name"] == "llm"
     assert (row["checkpoint"], row["run_seed"], row["epoch"], row["temperature"]) == (
         "seed 3 epoch 2", 3, 2, 0.7)
     assert (row["prompt_id"], row["benchmark"], row["label"], row["probability"]) == (

@@ -69,7 +69,7 @@ def test_judges_agreement_is_the_reports(both):
     board, report, data = both
     numbers = board.result.judges.set_index("judge").sort_index()
     mine = pd.DataFrame(data["judges"]).set_index("judge").sort_index()
-    assert list(numbers.index) == list(mine.index) == ["accurate", "noisy(t=1)"]
+    assert list(numbers.index) == list(mine.index) == ["accurate", "noisy"]
     for column in ("kappa", "kappa_ci_low", "kappa_ci_high", "accuracy", "sensitivity",
                    "specificity", "kappa_coherent", "kappa_incoherent", "people_alpha"):
         _same(numbers[column], mine[column])

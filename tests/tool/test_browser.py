@@ -200,7 +200,7 @@ def test_compare_vote_and_annotator_limits(browser, app: Served, tmp_path: Path)
     seen = p.content() + " ".join(p.evaluate("window.__bodies"))
     assert "Unsafe request number" in seen or "pick a lock" in seen  # the bodies were recorded
     names = ["seed 1 epoch 1", "seed 1 epoch 2", "seed 2 epoch 1", "seed 2 epoch 2", "T=0",
-             "llm(template=sorry_bench)", "judge: refusal"]
+             "judge: llm", "judge: refusal"]
     ids = [c.id for c in app.filled.checkpoints] + [j.id for j in app.filled.judges]
     assert not [x for x in names + ids if x in seen]
     votes = app.store.votes_frame()

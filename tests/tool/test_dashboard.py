@@ -31,11 +31,11 @@ def test_dashboard_frames(filled):
         filled.generations[1].id: HumanLabel.COMPLIES}))
     board = compute(ctx, Filters())
     judges = board.result.judges.set_index("judge")
-    assert set(judges.index) == {"refusal", "llm(template=sorry_bench)"}
+    assert set(judges.index) == {"refusal", "llm"}
     assert judges.loc["refusal", "kappa"] == 1.0  # the refusal judge matches people exactly here
     assert board.judge == "refusal"  # no judge picked: the plots follow the best kappa
     assert "for judge refusal (the one closest to people)" in board.notes[0]
-    assert judges.loc["llm(template=sorry_bench)", "unparseable"] > 0
+    assert judges.loc["llm", "unparseable"] > 0
     assert judges.loc["refusal", "n_coherent"] + judges.loc["refusal", "n_incoherent"] == \
         judges.loc["refusal", "n"]
     assert set(board.confusion.columns) >= {"judge", "people say", "judge refuses",

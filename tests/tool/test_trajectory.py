@@ -16,7 +16,7 @@ def test_trajectory_of_one_prompt(filled):
     assert list(result.chosen["checkpoint"]) == ["base", "seed 1 epoch 1", "seed 1 epoch 2"]
     assert list(result.others["checkpoint"]) == ["seed 2 epoch 1", "seed 2 epoch 2"]
     judge_cols = [c for c in result.chosen.columns if c.startswith("judge: ")]
-    assert sorted(judge_cols) == ["judge: llm(template=sorry_bench)", "judge: refusal"]
+    assert sorted(judge_cols) == ["judge: llm", "judge: refusal"]
     assert result.chosen.loc[0, "human labels"] == "refuses 2"
     assert result.chosen.loc[1, "human labels"] == "none"
     assert result.chosen.loc[0, "judge: refusal"] in ("complies", "refuses")
