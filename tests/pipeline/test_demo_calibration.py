@@ -1,5 +1,6 @@
 """The demo's judge-calibration set (demo_data/judge_calibration.jsonl): it imports whole into a
-real store as a random sample labelled by two people, and none of its requests is one the demo
+real store as a random sample labelled by two annotators (two of the project's developers, AI
+coding agents: see demo_data/README.md), and none of its requests is one the demo
 sweep evaluates (calibration and evaluation share checkpoints, not prompts)."""
 
 from __future__ import annotations
