@@ -34,7 +34,8 @@ def kappa_figure(judges: pd.DataFrame, alpha: dict):
         ax.set_yticks(y, [f"{short(j, 30)} (n={n})" for j, n in zip(shown["judge"], shown["n"])])
         ax.set_xlim(-1, 1)
         ax.set_xlabel("agreement (95% CI)")
-        ax.legend(loc="lower left", fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower left", fontsize=7)
     return fig
 
 
@@ -58,7 +59,8 @@ def harm_figure(harm: pd.DataFrame):
             ax.set_ylim(-0.02, 1.02)
             ax.set_title(f"T = {temperature:g}")
         axes[0][0].set_ylabel("harmfulness (95% CI)")
-        axes[0][0].legend(fontsize=7)
+        if axes[0][0].get_legend_handles_labels()[0]:
+            axes[0][0].legend(fontsize=7)
     return fig
 
 
