@@ -25,9 +25,12 @@ from dataclasses import dataclass, field
 import gradio as gr
 import pandas as pd
 
+from annotations.planner import Assignment, PlanSettings, candidates, plan_session
 from annotations.records import HumanLabel, Label, new_id
 from tool.context import AppContext
-from annotations.planner import Assignment, PlanSettings, candidates, plan_session
+
+WORDS = {HumanLabel.COMPLIES: "complies", HumanLabel.REFUSES: "refuses",
+         HumanLabel.INCOHERENT: "incoherent", HumanLabel.CANT_JUDGE: "can't judge"}
 
 
 @dataclass
@@ -175,10 +178,6 @@ def undo(ctx: AppContext, session: Session) -> Outcome:
     said = f" (you had said: {WORDS[was]})" if was is not None else ""
     return Outcome(session, f"Reopened your last item{said}: label it again; your new label "
                             "replaces the old one.")
-
-
-WORDS = {HumanLabel.COMPLIES: "complies", HumanLabel.REFUSES: "refuses",
-         HumanLabel.INCOHERENT: "incoherent", HumanLabel.CANT_JUDGE: "can't judge"}
 
 
 def progress(session: Session) -> tuple[int, int]:
