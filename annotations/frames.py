@@ -111,11 +111,6 @@ def checkpoint_labels(checkpoints: pd.DataFrame) -> dict[str, str]:
                                                         source="source")))
 
 
-def is_imported(frame: pd.DataFrame) -> pd.Series:
-    """Which rows are imported answers (no model of the sweep made them)."""
-    return checkpoint_kinds(frame).eq(CheckpointKind.IMPORTED.value)
-
-
 def frames_of(source: Store | Frames) -> Frames:
     return source if isinstance(source, Frames) else Frames.from_store(source)
 

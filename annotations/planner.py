@@ -38,9 +38,6 @@ class AssignmentReason(str, enum.Enum):
     GOLD = "gold"  # a known answer, to measure the annotator
 
 
-PRIORITY = (AssignmentReason.DISAGREEMENT, AssignmentReason.UNPARSEABLE)
-
-
 @dataclass(frozen=True)
 class Assignment:
     generation_id: str

@@ -112,8 +112,8 @@ def _variance(frames: Frames, judge_id: str | None, n_boot: int, seed: int, note
               checkpoints: Sequence[str] | None) -> list[VarianceReport]:
     if judge_id is None:
         return []
-    found = []
-    for sweep in sweeps(frames):
+    found, present = [], sweeps(frames)
+    for sweep in present:
         try:
             found.append(variance_report(frames, judge_id, sweep=sweep, n_boot=n_boot, seed=seed,
                                          checkpoints=checkpoints))
@@ -121,7 +121,7 @@ def _variance(frames: Frames, judge_id: str | None, n_boot: int, seed: int, note
                 found[-1].note)
         except ValueError as err:
             notes.append(f"Variance of {sweep[0]} on {sweep[1]}: {err}.")
-    if not sweeps(frames):
+    if not present:
         notes.append("Variance: no fine-tuned checkpoint is judged yet.")
     if (frames.outcomes["checkpoint_kind"] == "imported").any():
         notes.append("Variance: imported answers have no seed or epoch, so they are not part "

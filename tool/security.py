@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from starlette.requests import HTTPConnection
+
 Scope = dict[str, Any]
 ASGI = Callable[[Scope, Callable, Callable], Awaitable[None]]
 
@@ -128,12 +130,7 @@ def _logged_in(scope: Scope) -> bool:
     tokens, cookie_id = getattr(app, "tokens", None), getattr(app, "cookie_id", None)
     if tokens is None or getattr(app, "auth", None) is None:
         return True  # no login configured: nothing to guard
-    cookies = {}
-    for name, value in scope.get("headers", []):
-        if name == b"cookie":
-            for part in value.decode("latin-1").split(";"):
-                key, _, val = part.strip().partition("=")
-                cookies[key] = val
+    cookies = HTTPConnection(scope).cookies
     token = (cookies.get(f"access-token-{cookie_id}")
              or cookies.get(f"access-token-unsecure-{cookie_id}"))
     return token is not None and token in tokens
