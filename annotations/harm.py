@@ -1,5 +1,5 @@
 """Harmfulness per checkpoint x temperature under one judge, raw and corrected for the judge's
-measured errors (Rogan-Gladen), over all categories or a subset of them: `harmfulness_report`.
+measured errors, over all categories or a subset of them: `harmfulness_report`.
 
 This is the one place harmfulness is computed: the report, the app's Validate tab, the demo
 summary and the CLI all call it with the same choices, so one question gets one answer.
@@ -10,7 +10,11 @@ summary and the CLI all call it with the same choices, so one question gets one 
   their benchmark or temperature (an imported calibration set is its own benchmark). Only
   answers the planner drew at random (or imported as a random sample) calibrate: the other
   picks over-represent the judge's errors. `random_only=False` uses every label, biased, and
-  says so. One sensitivity and specificity serve every cell (per-cell sets would be tiny).
+  says so.
+- Corrected: every method the labels allow, each with its interval (`annotations.estimates`:
+  PPI++ on the cell's own labels and on pooled ones, Rogan-Gladen with one sensitivity and
+  specificity for every cell, the cell's labels alone), and the headline in `corrected*` with
+  the `method` it came from and the `assumption` it rests on.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import pandas as pd
 from annotations.agreement_tables import human_majority
 from annotations.bootstrap import Seed, make_rng
 from annotations.correction import CorrectedRate, corrected_harmfulness, harmfulness_table
+from annotations.estimates import (ESTIMATE_COLUMNS, PREFIX, Calibration, Method,
+                                   cell_estimates, headline, verdict_method)
 from annotations.frames import (MIN_ITEMS, Frames, checkpoint_names, frames_of, json_records,
                                 judge_names, select_outcomes)
 from annotations.records import PromptKind
@@ -69,10 +75,14 @@ class HarmfulnessReport:
     reason: str
     categories: tuple[str, ...] | None
     level: float
+    n_labelled: int = 0  # random-labelled answers (every reading) the PPI estimates use
+    probabilities: bool = False  # the judge gives P(complies), not only verdicts
+    pooled_method: Method | None = None  # a verdict judge's choice for its pooled cells
 
     def to_dict(self) -> dict:
         data = {k: v for k, v in asdict(self).items() if k != "table"}
         return {**data, "kind": self.kind.value, "calibration": self.calibration.value,
+                "pooled_method": None if self.pooled_method is None else self.pooled_method.value,
                 "table": json_records(self.table)}
 
 
@@ -103,13 +113,17 @@ def harmfulness_report(source: Store | Frames, judge_id: str,
     cells = cells.assign(**{c: cells[c].fillna("") for c in ("category_id", "category")})
     table = _raw_table(cells, keys, level, n_boot, seed)
     calib, calibration = _calibration(mine, frames.labels, random_only)
-    first = None
+    ppi = Calibration.of(mine, frames.labels, random_only)
+    first, pooled = None, None
     if correct:
-        table, first = _corrected_columns(table, cells, keys, calib, level, n_boot, seed)
+        table, first, pooled = _corrected_columns(
+            table, cells, _Corrections(calib, ppi, keys, level, n_boot), seed)
+        calibration = _source(calibration, ppi, random_only)
     else:
         calib, calibration = calib.iloc[:0], CalibrationSource.NOT_COMPUTED
-        table = table.assign(corrected=np.nan, corrected_ci_low=np.nan, corrected_ci_high=np.nan,
-                             status=CellStatus.NOT_COMPUTED.value)
+        table = table.assign(**{c: np.nan for c in ESTIMATE_COLUMNS}, n_own_labels=0,
+                             corrected=np.nan, corrected_ci_low=np.nan, corrected_ci_high=np.nan,
+                             method=None, assumption=None, status=CellStatus.NOT_COMPUTED.value)
     return HarmfulnessReport(
         judge_id, judge_names(frames.outcomes)[judge_id], PromptKind(kind), table, calibration,
         len(calib), sensitivity=None if first is None else first.sensitivity,
@@ -117,7 +131,8 @@ def harmfulness_report(source: Store | Frames, judge_id: str,
         informative=bool(first is not None and first.informative),
         reason=first.reason if first is not None else _no_correction(calibration),
         categories=None if categories is None else tuple(str(c) for c in categories),
-        level=level)
+        level=level, n_labelled=len(ppi.items) if correct else 0,
+        probabilities=ppi.probabilities, pooled_method=pooled)
 
 
 def _selected(outcomes: pd.DataFrame, benchmarks: Sequence[str] | None,
@@ -128,6 +143,15 @@ def _selected(outcomes: pd.DataFrame, benchmarks: Sequence[str] | None,
     if temperatures:
         keep &= outcomes["temperature"].round(4).isin([round(float(t), 4) for t in temperatures])
     return outcomes[keep]
+
+
+def _source(calibration: CalibrationSource, ppi: Calibration,
+            random_only: bool) -> CalibrationSource:
+    """The calibration source, counting the PPI calibration too: answers people read as
+    incoherent, or labelled with a tie, calibrate PPI but not Rogan-Gladen."""
+    if calibration != CalibrationSource.NONE or ppi.items.empty:
+        return calibration
+    return CalibrationSource.RANDOM if random_only else CalibrationSource.ALL_LABELLED
 
 
 def _no_correction(calibration: CalibrationSource) -> str:
@@ -175,30 +199,78 @@ def _correct(judged: pd.Series, clusters: pd.Series, calib: pd.DataFrame, level:
                                  calib_clusters=calib["prompt_id"])
 
 
-def _corrected_columns(table: pd.DataFrame, cells: pd.DataFrame, keys: list[str],
-                       calib: pd.DataFrame, level: float, n_boot: int,
-                       seed: int) -> tuple[pd.DataFrame, CorrectedRate | None]:
-    """The table with corrected columns, and one cell's result (every cell shares the
-    calibration, so its sensitivity, specificity and verdict on the judge hold for all)."""
-    rng, rows, first = make_rng(seed), [], None
+@dataclass(frozen=True)
+class _Corrections:
+    """What the corrected columns need: the Rogan-Gladen calibration (0/1 majorities) and the
+    PPI one (every random label), the cell keys, and the settings."""
+
+    rogan: pd.DataFrame
+    ppi: Calibration
+    keys: list[str]
+    level: float
+    n_boot: int
+
+
+def _corrected_columns(table: pd.DataFrame, cells: pd.DataFrame, corrections: _Corrections,
+                       seed: int) -> tuple[pd.DataFrame, CorrectedRate | None, Method | None]:
+    """The table with every method's columns and the headline (`corrected*`, `method`,
+    `assumption`, `status`); one cell's Rogan-Gladen result (every cell shares its calibration,
+    so its sensitivity, specificity and verdict on the judge hold for all); and the method
+    chosen for a verdict judge's pooled cells."""
+    keys, rng, rows, first = corrections.keys, make_rng(seed), [], None
     by_key = dict(list(cells[cells["outcome"].notna()].groupby(keys, sort=False)))
+    own_items = corrections.ppi.items.assign(
+        **{c: corrections.ppi.items[c].fillna("") for c in ("category_id", "category")})
+    own_by_key = dict(list(own_items.groupby(keys, sort=False))) if len(own_items) else {}
     for key in table[keys].itertuples(index=False):
         block = by_key.get(tuple(key))
-        result = None if block is None else _correct(block["outcome"], block["prompt_id"], calib,
-                                                     level, n_boot, rng)
-        first = first or result
-        rows.append(_corrected_cells(result))
-    extra = pd.DataFrame(rows, index=table.index,
-                         columns=["corrected", "corrected_ci_low", "corrected_ci_high", "status"])
-    return pd.concat([table, extra], axis=1), first
+        rogan = None if block is None else _correct(block["outcome"], block["prompt_id"],
+                                                    corrections.rogan, corrections.level,
+                                                    corrections.n_boot, rng)
+        first = first or rogan
+        own = own_by_key.get(tuple(key), own_items.iloc[:0])
+        rows.append(_method_cells(block, rogan, own, corrections))
+    extra = pd.DataFrame(rows, index=table.index, columns=[*ESTIMATE_COLUMNS, "n_own_labels"])
+    table = pd.concat([table, extra], axis=1)
+    pooled = verdict_method(table)
+    chosen = [headline(row, corrections.ppi.probabilities, pooled) for _, row in table.iterrows()]
+    return table.assign(**_headline_columns(table, chosen, first)), first, (
+        None if corrections.ppi.probabilities else pooled)
 
 
-def _corrected_cells(result: CorrectedRate | None) -> tuple:
-    if result is None:
-        return (np.nan, np.nan, np.nan, CellStatus.NO_CALIBRATION.value)
-    if not result.informative:
-        return (np.nan, np.nan, np.nan, f"{CellStatus.UNINFORMATIVE.value}: {result.reason}")
-    return (result.estimate, result.ci_low, result.ci_high, CellStatus.CORRECTED.value)
+def _method_cells(block: pd.DataFrame | None, rogan: CorrectedRate | None, own: pd.DataFrame,
+                  corrections: _Corrections) -> list:
+    """One cell's estimate and interval by every method (NaN where a method has none), and its
+    number of own random labels."""
+    rates = ({} if block is None else
+             cell_estimates(block, corrections.ppi, own, corrections.level))
+    values = []
+    for method in Method:
+        if method == Method.ROGAN_GLADEN:
+            ok = rogan is not None and rogan.informative
+            values += [rogan.estimate, rogan.ci_low, rogan.ci_high] if ok else [np.nan] * 3
+        else:
+            rate = rates.get(method)
+            values += [np.nan] * 3 if rate is None else [rate.estimate, rate.ci_low,
+                                                         rate.ci_high]
+    return [*values, len(own)]
+
+
+def _headline_columns(table: pd.DataFrame, chosen: list[Method | None],
+                      rogan: CorrectedRate | None) -> dict[str, list]:
+    """corrected, its interval, method, assumption and status from each cell's chosen method."""
+    def pick(method: Method | None, row: pd.Series, suffix: str) -> float:
+        return np.nan if method is None else row[f"{PREFIX[method]}{suffix}"]
+
+    rows = [row for _, row in table.iterrows()]
+    status = (CellStatus.NO_CALIBRATION.value if rogan is None or rogan.informative else
+              f"{CellStatus.UNINFORMATIVE.value}: {rogan.reason}")
+    return {"corrected": [pick(m, r, "") for m, r in zip(chosen, rows)],
+            "corrected_ci_low": [pick(m, r, "_ci_low") for m, r in zip(chosen, rows)],
+            "corrected_ci_high": [pick(m, r, "_ci_high") for m, r in zip(chosen, rows)],
+            "method": [None if m is None else m.value for m in chosen],
+            "assumption": [None if m is None else m.assumption for m in chosen],
+            "status": [CellStatus.CORRECTED.value if m is not None else status for m in chosen]}
 
 
 def capability_table(source: Store | Frames,

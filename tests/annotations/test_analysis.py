@@ -18,6 +18,8 @@ from annotations.analysis import (FELL, NO_CHANGE, PROMINENT_CATEGORIES, ROSE, T
                                   harmfulness_report, human_alpha, human_majority,
                                   judge_human_table, judge_vs_judge_table, plan_labels,
                                   sweep_frame, unparseable_table, variance_report)
+from annotations.estimates import PREFIX, Method
+from annotations.frames import MIN_ITEMS
 from annotations.harm import CalibrationSource
 from annotations.io_frames import (agreement_from_csv, agreement_from_store, correct_from_csv,
                                    variance_from_csv, variance_from_store)
@@ -161,7 +163,10 @@ def test_harmfulness_report_raw_and_corrected_by_hand(sweep, frames):
     assert report.calibration == CalibrationSource.RANDOM and report.n_calibration == n_calib
     assert report.sensitivity == pytest.approx(sens) and report.specificity == pytest.approx(spec)
     expected = np.clip((raw + spec - 1) / (sens + spec - 1), 0, 1)
-    assert row["corrected"] == pytest.approx(expected)
+    assert row["rogan_gladen"] == pytest.approx(expected)
+    assert row["rogan_gladen_ci_low"] <= row["rogan_gladen"] <= row["rogan_gladen_ci_high"]
+    method = Method(row["method"])  # the headline is one method's number, named beside it
+    assert row["corrected"] == row[PREFIX[method]] and row["assumption"] == method.assumption
     assert row["corrected_ci_low"] <= row["corrected"] <= row["corrected_ci_high"]
     assert row["status"] == "corrected" and report.informative
     assert len(report.table) == 10
@@ -190,7 +195,14 @@ def test_harmfulness_report_without_labels_and_with_an_uninformative_judge(sweep
     report = harmfulness_report(Frames(coin, frames.labels), sweep.judges["accurate"], n_boot=100)
     if report.informative:  # a coin can beat MIN_YOUDEN by luck; make sure it does not here
         pytest.fail(f"a coin judge looked informative: {report.sensitivity}, {report.specificity}")
-    assert report.table["status"].str.startswith("uninformative judge").all()
+    # no pooled number from a coin; a cell with MIN_ITEMS labels of its own still has one
+    table = report.table
+    assert table[["ppi_pooled", "rogan_gladen"]].isna().all().all()
+    own = table["n_own_labels"] >= MIN_ITEMS
+    assert own.any() and (~own).any()
+    assert table.loc[~own, "status"].str.startswith("uninformative judge").all()
+    assert (table.loc[own, "method"] == Method.PPI_OWN.value).all()
+    assert (table.loc[own, "corrected"] == table.loc[own, "ppi_own"]).all()
 
 
 def test_harmfulness_report_category_subsets(sweep, frames):
