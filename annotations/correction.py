@@ -125,7 +125,8 @@ def _uninformative_reason(tp: float, fn: float, tn: float, fp: float) -> str:
 def corrected_harmfulness(judged: npt.ArrayLike, calib_judge: npt.ArrayLike,
                           calib_human: npt.ArrayLike, level: float = 0.95, n_boot: int = 2000,
                           seed: Seed = 0, judged_clusters: npt.ArrayLike | None = None,
-                          calib_clusters: npt.ArrayLike | None = None) -> CorrectedRate:
+                          calib_clusters: npt.ArrayLike | None = None,
+                          calib_weights: npt.ArrayLike | None = None) -> CorrectedRate:
     """Rogan-Gladen corrected harmfulness with a CI carrying judged-set and calibration uncertainty.
 
     `judged` holds the judge's 0/1 verdicts on the evaluation set; `calib_judge` and `calib_human`
@@ -144,6 +145,9 @@ def corrected_harmfulness(judged: npt.ArrayLike, calib_judge: npt.ArrayLike,
     When the calibration set lacks positives or negatives, or sensitivity + specificity - 1 <=
     MIN_YOUDEN, the judge carries no usable information: estimate and interval are None,
     informative is False and `reason` says why.
+
+    `calib_weights` (1 / inclusion probability, for labels drawn actively) weight each
+    calibration item's count, so sensitivity and specificity are those of the population.
     """
     y = as_binary(judged, "judged")
     judge, human = as_binary(calib_judge, "calib_judge"), as_binary(calib_human, "calib_human")
@@ -152,6 +156,8 @@ def corrected_harmfulness(judged: npt.ArrayLike, calib_judge: npt.ArrayLike,
     if len(y) == 0:
         raise ValueError("corrected_harmfulness needs at least one judged outcome")
     counts = _calibration_counts(judge, human)
+    if calib_weights is not None:
+        counts = counts * np.asarray(calib_weights, dtype=float)[:, None]
     tp, fn, tn, fp = counts.sum(axis=0)
     sens, spec = float(safe_divide(tp, tp + fn)), float(safe_divide(tn, tn + fp))
     raw = float(y.mean())

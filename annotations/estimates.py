@@ -125,7 +125,7 @@ class Calibration:
         if random_only:
             items = items[items["chosen_at_random"]]
         items = items.assign(score=scores(items), coherence=coherence_flags(items),
-                             weight=_weights(items["inclusion_probability"]))
+                             weight=label_weights(items["inclusion_probability"]))
         edges = _bin_edges(items["score"].to_numpy(), binary=_binary(parsed))
         split = bool(min((items["coherence"] == c).sum() for c in (COHERENT, INCOHERENT))
                      >= MIN_BIN_LABELS)
@@ -143,7 +143,7 @@ def _binary(parsed: pd.DataFrame) -> bool:
     return not (len(parsed) and share >= PROBABILITY_SHARE)
 
 
-def _weights(inclusion: pd.Series) -> np.ndarray:
+def label_weights(inclusion: pd.Series) -> np.ndarray:
     """1 / inclusion probability; a random label without one (drawn before they were recorded,
     or imported as a random sample) gets the median recorded probability's weight, or 1."""
     pi = pd.to_numeric(inclusion, errors="coerce")

@@ -30,7 +30,8 @@ from annotations.agreement_tables import human_majority
 from annotations.bootstrap import Seed, make_rng
 from annotations.correction import CorrectedRate, corrected_harmfulness, harmfulness_table
 from annotations.estimates import (ESTIMATE_COLUMNS, PREFIX, Calibration, Method,
-                                   cell_estimates, headline, verdict_method)
+                                   cell_estimates, headline, label_weights, readings,
+                                   verdict_method)
 from annotations.frames import (MIN_ITEMS, Frames, checkpoint_names, frames_of, json_records,
                                 judge_names, select_outcomes)
 from annotations.records import PromptKind
@@ -180,9 +181,11 @@ def _raw_table(cells: pd.DataFrame, keys: list[str], level: float, n_boot: int,
 
 def _calibration(outcomes: pd.DataFrame, labels: pd.DataFrame,
                  random_only: bool) -> tuple[pd.DataFrame, CalibrationSource]:
-    majority = human_majority(labels)
+    majority = human_majority(labels).merge(
+        readings(labels)[["generation_id", "inclusion_probability"]], on="generation_id")
     calib = outcomes[outcomes["outcome"].notna()].merge(
         majority[majority["human"].notna()], on="generation_id")
+    calib = calib.assign(weight=label_weights(calib["inclusion_probability"]))
     if random_only:
         calib = calib[calib["chosen_at_random"]]
         return calib, CalibrationSource.RANDOM if len(calib) else CalibrationSource.NONE
@@ -196,7 +199,7 @@ def _correct(judged: pd.Series, clusters: pd.Series, calib: pd.DataFrame, level:
     return corrected_harmfulness(judged.astype(int), calib["outcome"].astype(int),
                                  calib["human"].astype(int), level=level, n_boot=n_boot,
                                  seed=seed, judged_clusters=clusters,
-                                 calib_clusters=calib["prompt_id"])
+                                 calib_clusters=calib["prompt_id"], calib_weights=calib["weight"])
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,12 @@ The rules:
 - the priority picks first: items where the judges disagree or a verdict is unparseable;
 - then least-annotated first, round-robin over checkpoint x temperature strata, so every stratum
   is covered evenly at each level of coverage;
-- a share drawn uniformly at random from everything eligible, marked `chosen_at_random`, so the
-  human-labelled calibration set stays an unbiased sample (judge-error correction uses only
-  those), spread evenly through the session;
+- a share drawn at random from everything eligible, marked `chosen_at_random` with its
+  `inclusion_probability`, so the human-labelled calibration set stays a probability sample
+  (judge-error correction uses only those, weighted by 1 / inclusion probability), spread evenly
+  through the session. With `active` (the default) the draw favours answers the judges are
+  unsure of (`annotations.active`: half uniform, half in proportion to sqrt(f (1 - f)) of the
+  judges' mean score f), which narrows the corrected intervals faster; without it, uniform;
 - optional gold items (known answers, exempt from k) at random places, to measure each person.
 Each pick carries its `AssignmentReason`. `gold_accuracy` scores annotators on the gold items.
 """
@@ -21,8 +24,10 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
+from annotations.active import inclusion_probabilities, pareto_sample
 from annotations.frames import Frames, frames_of
 from annotations.records import HumanLabel, PromptKind
 from annotations.store import Store
@@ -34,7 +39,7 @@ class AssignmentReason(str, enum.Enum):
     DISAGREEMENT = "disagreement"  # the judges disagree on it
     UNPARSEABLE = "unparseable"  # a judge could not read it
     LEAST_ANNOTATED = "least_annotated"
-    RANDOM = "random"  # drawn uniformly: the only picks that calibrate the correction
+    RANDOM = "random"  # a probability draw: the only picks that calibrate the correction
     GOLD = "gold"  # a known answer, to measure the annotator
 
 
@@ -44,6 +49,7 @@ class Assignment:
     reason: AssignmentReason
     chosen_at_random: bool = False
     gold: bool = False
+    inclusion_probability: float | None = None  # of a random pick, in its session's draw
 
 
 @dataclass(frozen=True)
@@ -53,15 +59,17 @@ class PlanSettings:
     random_share: float = 0.2
     gold_share: float = 0.0
     kinds: tuple[PromptKind, ...] = (PromptKind.UNSAFE, PromptKind.BENIGN)
+    active: bool = True  # random picks favour answers the judges are unsure of
 
 
 def candidates(generations: pd.DataFrame, verdicts: pd.DataFrame, labels: pd.DataFrame,
                kinds: Iterable[PromptKind] = (PromptKind.UNSAFE, PromptKind.BENIGN),
                ) -> pd.DataFrame:
-    """One row per labellable generation: its stratum, how many people labelled it, and whether
-    the judges disagree on it or one could not parse it."""
+    """One row per labellable generation: its stratum, how many people labelled it, whether the
+    judges disagree on it or one could not parse it, and their mean score (P(complies) where a
+    judge gives one, else its 0/1 verdict; NaN when unjudged)."""
     cols = ["generation_id", "prompt_id", "checkpoint_id", "temperature", "n_labels",
-            "disagreement", "unparseable"]
+            "disagreement", "unparseable", "score"]
     if generations.empty:
         return pd.DataFrame(columns=cols)
     items = generations[generations["kind"].isin([PromptKind(k).value for k in kinds])]
@@ -81,10 +89,14 @@ def candidates(generations: pd.DataFrame, verdicts: pd.DataFrame, labels: pd.Dat
 
 def _verdict_flags(verdicts: pd.DataFrame) -> pd.DataFrame:
     if verdicts.empty:
-        return pd.DataFrame(columns=["disagreement", "unparseable"])
+        return pd.DataFrame(columns=["disagreement", "unparseable", "score"])
+    probability = (pd.to_numeric(verdicts["probability"], errors="coerce")
+                   if "probability" in verdicts else pd.Series(np.nan, index=verdicts.index))
+    score = probability.where(probability.notna(), pd.to_numeric(verdicts["label"]))
     by = verdicts.groupby("generation_id")["label"]
     return pd.DataFrame({"disagreement": by.nunique(dropna=True) > 1,
-                         "unparseable": by.apply(lambda s: s.isna().any())})
+                         "unparseable": by.apply(lambda s: s.isna().any()),
+                         "score": score.groupby(verdicts["generation_id"]).mean()})
 
 
 def plan_session(items: pd.DataFrame, annotator_done: set[str], settings: PlanSettings,
@@ -100,7 +112,7 @@ def plan_session(items: pd.DataFrame, annotator_done: set[str], settings: PlanSe
     pool = pool[pool["load"] < settings.k]
     n_gold = _gold_count(settings, len(gold))
     n_main = settings.size - n_gold
-    randoms = _random_picks(pool, round(n_main * settings.random_share), rng)
+    randoms = _random_picks(pool, round(n_main * settings.random_share), rng, settings.active)
     rest = pool[~pool["generation_id"].isin({a.generation_id for a in randoms})]
     planned = _priority_picks(rest, rng) + _stratified(rest, rng)
     picked = _merge(planned, randoms, n_main)
@@ -118,10 +130,25 @@ def _gold_count(settings: PlanSettings, available: int) -> int:
     return min(available, max(1, round(settings.size * settings.gold_share)))
 
 
-def _random_picks(pool: pd.DataFrame, n: int, rng: random.Random) -> list[Assignment]:
-    ids = sorted(pool["generation_id"])
-    return [Assignment(g, AssignmentReason.RANDOM, chosen_at_random=True)
-            for g in rng.sample(ids, min(n, len(ids)))]
+def _random_picks(pool: pd.DataFrame, n: int, rng: random.Random,
+                  active: bool) -> list[Assignment]:
+    """n picks from the pool, each with its inclusion probability: uniform (n / N each), or
+    active (Pareto order sampling with `inclusion_probabilities` of the judges' scores)."""
+    pool = pool.sort_values("generation_id")
+    if n <= 0 or pool.empty:
+        return []
+    ids = pool["generation_id"].to_numpy()
+    if not active:
+        chance = min(n, len(ids)) / len(ids)
+        return [Assignment(g, AssignmentReason.RANDOM, chosen_at_random=True,
+                           inclusion_probability=chance)
+                for g in rng.sample(list(ids), min(n, len(ids)))]
+    scores = pool["score"] if "score" in pool else pd.Series(np.nan, index=pool.index)
+    pi = inclusion_probabilities(scores.to_numpy(dtype=float), n)  # no score: uniform
+    drawn = pareto_sample(pi, np.random.default_rng(rng.randrange(2**32)))
+    order = rng.sample(list(drawn), len(drawn))  # the session meets them in random order
+    return [Assignment(ids[i], AssignmentReason.RANDOM, chosen_at_random=True,
+                       inclusion_probability=float(pi[i])) for i in order]
 
 
 def _priority_picks(pool: pd.DataFrame, rng: random.Random) -> list[Assignment]:
@@ -189,12 +216,12 @@ def load_gold(path: str) -> dict[str, HumanLabel]:
 
 
 PLAN_COLUMNS = ["rank", "generation_id", "prompt_id", "checkpoint_id", "temperature", "n_labels",
-                "reason", "chosen_at_random"]
+                "reason", "chosen_at_random", "inclusion_probability"]
 
 
 def plan_labels(source: Store | Frames, n: int, k: int = 3, random_share: float = 0.2,
                 seed: int = 0, kinds: tuple[PromptKind, ...] = (PromptKind.UNSAFE,),
-                ) -> pd.DataFrame:
+                active: bool = True) -> pd.DataFrame:
     """The next `n` answers to label, ranked, by `plan_session`'s rules for an annotator who has
     labelled nothing yet (one row per pick, with its item's stratum and label count)."""
     if not 0 <= random_share <= 1:
@@ -204,11 +231,12 @@ def plan_labels(source: Store | Frames, n: int, k: int = 3, random_share: float 
     generations = frames.generations if len(frames.generations) else (  # judged answers only
         frames.outcomes.drop_duplicates("generation_id").rename(columns={"generation_id": "id"}))
     items = candidates(generations, verdicts, frames.labels, kinds)
-    settings = PlanSettings(k=k, size=n, random_share=random_share, kinds=kinds)
+    settings = PlanSettings(k=k, size=n, random_share=random_share, kinds=kinds, active=active)
     plan = plan_session(items, set(), settings, rng=random.Random(seed))
     picks = pd.DataFrame({"generation_id": [a.generation_id for a in plan],
                           "reason": [a.reason.value for a in plan],
-                          "chosen_at_random": [a.chosen_at_random for a in plan]})
+                          "chosen_at_random": [a.chosen_at_random for a in plan],
+                          "inclusion_probability": [a.inclusion_probability for a in plan]})
     table = picks.merge(items, on="generation_id", how="left")
     table.insert(0, "rank", range(1, len(table) + 1))
     return table[PLAN_COLUMNS]

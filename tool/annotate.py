@@ -147,7 +147,8 @@ def submit(ctx: AppContext, session: Session, token: str, label: HumanLabel | st
     ctx.store.add_labels([Label(id=token, generation_id=assignment.generation_id,
                                 annotator=session.annotator, label=HumanLabel(label),
                                 note=(note or "").strip()[:2000],
-                                chosen_at_random=assignment.chosen_at_random)])
+                                chosen_at_random=assignment.chosen_at_random,
+                                inclusion_probability=assignment.inclusion_probability)])
     ctx.outstanding.release(session.annotator, assignment.generation_id)
     with ctx.session_lock:
         if session.pos == pos and pos not in session.done:  # a concurrent repeat moved on already

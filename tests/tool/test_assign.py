@@ -91,3 +91,32 @@ def test_outstanding_expires_and_releases():
     assert held.counts() == {"g2": 1}
     held.ttl_s = -1
     assert held.counts() == {}
+
+
+def test_active_random_picks_favour_unsure_answers_with_their_inclusion_probabilities():
+    """Active draws: answers the judges are unsure of (score 0.5) come up more often than sure
+    ones (0.02), each pick carries its inclusion probability, and over many sessions each
+    answer's share of sessions matches that probability (Pareto order sampling)."""
+    items = items_frame(n_ckpt=2, n_temp=2, per=25).assign(score=0.02)
+    unsure = set(items["generation_id"].iloc[::4])
+    items.loc[items["generation_id"].isin(unsure), "score"] = 0.5
+    settings = PlanSettings(k=3, size=20, random_share=1.0, active=True)
+    seen, recorded = Counter(), {}
+    for s in range(800):
+        for a in plan_session(items, set(), settings, rng=random.Random(s)):
+            assert a.chosen_at_random and 0 < a.inclusion_probability <= 1
+            seen[a.generation_id] += 1
+            recorded[a.generation_id] = a.inclusion_probability
+    assert min(recorded[g] for g in unsure) > 1.5 * max(recorded[g] for g in set(recorded) - unsure)
+    for gen_id, pi in recorded.items():  # 800 sessions: the binomial sd is below 0.017
+        assert abs(seen[gen_id] / 800 - pi) < 0.06, gen_id
+    assert sum(seen.values()) == 800 * 20
+
+
+def test_uniform_random_picks_record_n_over_pool():
+    items = items_frame(per=10)
+    plan = plan_session(items, set(), PlanSettings(k=3, size=12, random_share=0.5, active=False),
+                        rng=random.Random(0))
+    randoms = [a for a in plan if a.chosen_at_random]
+    assert len(randoms) == 6 and {a.inclusion_probability for a in randoms} == {6 / 60}
+    assert all(a.inclusion_probability is None for a in plan if not a.chosen_at_random)
