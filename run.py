@@ -296,9 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="CSV with columns unit, annotator, value")
     p.add_argument("--level", default="nominal", choices=["nominal", "ordinal", "interval", "ratio"])
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CI")
-    p = add("correct", "judge-error-corrected harmfulness (Rogan-Gladen) with its CI")
-    p.add_argument("--judged", required=True, help="CSV with a column judge (0/1)")
-    p.add_argument("--calibration", required=True, help="CSV with columns judge, human (0/1)")
+    p = add("correct", "judge-error-corrected harmfulness with its CI: PPI++, Rogan-Gladen and "
+            "labels alone, the recommended one on top")
+    p.add_argument("--judged", required=True,
+                   help="CSV with a column judge (0/1); optional probability, prompt")
+    p.add_argument("--calibration", required=True,
+                   help="CSV with columns judge, human (complies/refuses/incoherent or 0/1); "
+                        "optional probability, prompt, inclusion_probability")
     p.add_argument("--level", type=float, default=0.95)
     p.add_argument("--n-boot", type=int, default=2000)
     p = add("variance", "how much of the spread in harmfulness is seed, epoch, temperature, "

@@ -2,7 +2,7 @@
 return a plain dict ready for `--json`.
 
     agreement_from_csv("labels.csv")                # long form: unit, annotator, value
-    correct_from_csv("judged.csv", "calib.csv")     # column judge; columns judge, human
+    correct_from_csv("judged.csv", "calib.csv")     # judge (+ probability); judge, human
     variance_from_csv("outcomes.csv")   # seed, epoch, temperature, sample, prompt, outcome
 
 Files are read with `annotations.tabular`, so a bad file is reported as "file, line, field: what
@@ -21,7 +21,9 @@ from annotations.agreement import LEVELS, krippendorff_alpha
 from annotations.analysis import (Frames, frames_of, human_alpha, judge_human_table,
                                   variance_report)
 from annotations.correction import corrected_harmfulness
+from annotations.estimates import Method
 from annotations.frames import jsonable
+from annotations.ppi import labels_only_harmfulness, prediction_powered_harmfulness
 from annotations.records import HumanLabel
 from annotations.store import Store
 from annotations.tabular import (BadInputError, Row, read_table, require_columns,
@@ -96,28 +98,116 @@ def agreement_from_store(store: Store | Frames, by: str | None = "category",
 
 def correct_from_csv(judged: str | Path, calibration: str | Path, level: float = 0.95,
                      n_boot: int = 2000, seed: int = 0) -> dict:
-    """Rogan-Gladen corrected harmfulness from a judged file (column judge: 0/1, empty when
-    unparseable; optional prompt for clustering) and a calibration file (columns judge and human;
-    human may be complies/refuses/incoherent; optional prompt)."""
-    judged_table = _read(judged, ["judge"])
-    calib_table = _read(calibration, ["judge", "human"])
-    verdicts = [(_binary(row, "judge", True), row.get("prompt", row.line))
-                for row in judged_table.rows]
-    parsed = [(v, p) for v, p in verdicts if v is not None]
+    """Corrected harmfulness from a judged file (column judge: 0/1, empty when unparseable;
+    optional probability, the judge's P(complies), and prompt for clustering) and a calibration
+    file, a random sample of the same kind of answers (columns judge and human, human may be
+    complies/refuses/incoherent; optional probability, prompt, and inclusion_probability for
+    actively drawn rows). Every method with its interval, and the recommended one on top: PPI++
+    when the judge gives probabilities, else the narrower of PPI++ on verdicts and
+    Rogan-Gladen."""
+    judged_rows = [_judged_row(row) for row in _read(judged, ["judge"]).rows]
+    parsed = [r for r in judged_rows if r[0] is not None]
     if not parsed:
         raise BadInputError(str(judged), "no parseable judge verdict (every value is empty)")
-    pairs = [(_binary(row, "judge", True), _binary(row, "human", True),
-              row.get("prompt", f"calibration:{row.line}")) for row in calib_table.rows]
-    usable = [p for p in pairs if p[0] is not None and p[1] is not None]
+    calib = [_calibration_row(row) for row in _read(calibration, ["judge", "human"]).rows]
+    usable = [c for c in calib if c["judge"] is not None and c["y"] is not None]
     if not usable:
         raise BadInputError(str(calibration), "no row with both a judge verdict and a "
-                                              "complies/refuses human label")
-    result = corrected_harmfulness(
-        [v for v, _ in parsed], [j for j, _, _ in usable], [h for _, h, _ in usable],
-        level=level, n_boot=n_boot, seed=seed, judged_clusters=[str(p) for _, p in parsed],
-        calib_clusters=[str(p) for _, _, p in usable])
-    return jsonable({**result.to_dict(), "unparseable": len(verdicts) - len(parsed),
-                     "calibration_left_out": len(pairs) - len(usable)})
+                                              "complies/refuses/incoherent human label")
+    frame = pd.DataFrame(usable)
+    rogan = frame[frame["human"].notna()]
+    rogan_rate = corrected_harmfulness(
+        [v for v, _, _ in parsed], rogan["judge"], rogan["human"], level=level, n_boot=n_boot,
+        seed=seed, judged_clusters=[p for _, _, p in parsed], calib_clusters=rogan["prompt"],
+        calib_weights=rogan["weight"]) if len(rogan) else None
+    methods = _csv_methods(parsed, frame, rogan_rate, level)
+    best = _recommended(methods, probabilities=all(s is not None for _, s, _ in parsed))
+    top = {} if rogan_rate is None else rogan_rate.to_dict()
+    return jsonable({**top, **(methods[best] if best else {}), "method": best,
+                     "assumption": CSV_ASSUMPTIONS.get(best), "methods": methods,
+                     "unparseable": len(judged_rows) - len(parsed),
+                     "calibration_left_out": len(calib) - len(usable)})
+
+
+CSV_ASSUMPTIONS = {
+    Method.PPI_OWN.value: "the calibration rows are a random sample of the judged answers "
+                          "(weighted by 1 / inclusion_probability where given)",
+    Method.ROGAN_GLADEN.value: "the judge's sensitivity and specificity on the calibration rows "
+                               "hold for the judged answers",
+    Method.LABELS_ONLY.value: "the calibration rows are a random sample of the judged answers",
+}
+
+
+def _judged_row(row: Row) -> tuple[int | None, float | None, str]:
+    verdict = _binary(row, "judge", True)
+    return verdict, _probability(row), str(row.get("prompt", f"judged:{row.line}"))
+
+
+def _calibration_row(row: Row) -> dict:
+    """A calibration row: the judge's verdict and score, people's 0/1 (None when incoherent:
+    Rogan-Gladen leaves it out) and their reading y for PPI (incoherent reads 0)."""
+    human = _binary(row, "human", True)
+    text = str(row.get("human", "")).strip().lower()
+    y = human if human is not None else (0 if text == HumanLabel.INCOHERENT.value else None)
+    verdict = _binary(row, "judge", True)
+    pi = row.get("inclusion_probability")
+    weight = 1.0
+    if pi is not None:
+        try:
+            weight = 1.0 / float(pi) if 0 < float(pi) <= 1 else None
+        except ValueError:
+            weight = None
+        if weight is None:
+            raise row.error("inclusion_probability", f"expected a number in (0, 1], got {pi!r}")
+    score = _probability(row)
+    return {"judge": verdict, "human": human, "y": y, "weight": weight,
+            "score": score if score is not None else verdict,
+            "prompt": str(row.get("prompt", f"calibration:{row.line}"))}
+
+
+def _probability(row: Row) -> float | None:
+    value = row.get("probability")
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 <= number <= 1:
+        raise row.error("probability", f"expected a probability in [0, 1], got {value!r}")
+    return number
+
+
+def _csv_methods(parsed: list, calib: pd.DataFrame, rogan, level: float) -> dict[str, dict]:
+    """Each method's estimate and interval (those it can give)."""
+    scores_u = [s if s is not None else v for v, s, _ in parsed]
+    methods = {}
+    if len(calib) >= 2:
+        ppi = prediction_powered_harmfulness(
+            scores_u, calib["score"], calib["y"], level,
+            judged_clusters=[p for _, _, p in parsed], calib_clusters=calib["prompt"],
+            calib_weights=calib["weight"])
+        alone = labels_only_harmfulness(calib["y"], level, calib_clusters=calib["prompt"],
+                                        calib_weights=calib["weight"])
+        methods[Method.PPI_OWN.value] = _interval(ppi)
+        methods[Method.LABELS_ONLY.value] = _interval(alone)
+    if rogan is not None and rogan.informative:
+        methods[Method.ROGAN_GLADEN.value] = _interval(rogan)
+    return methods
+
+
+def _interval(rate) -> dict:
+    return {"estimate": rate.estimate, "ci_low": rate.ci_low, "ci_high": rate.ci_high}
+
+
+def _recommended(methods: dict[str, dict], probabilities: bool) -> str | None:
+    ppi, rogan = methods.get(Method.PPI_OWN.value), methods.get(Method.ROGAN_GLADEN.value)
+    if ppi is None:
+        return Method.ROGAN_GLADEN.value if rogan else None
+    if probabilities or rogan is None:
+        return Method.PPI_OWN.value
+    narrower = ppi["ci_high"] - ppi["ci_low"] <= rogan["ci_high"] - rogan["ci_low"]
+    return Method.PPI_OWN.value if narrower else Method.ROGAN_GLADEN.value
 
 
 VARIANCE_COLUMNS = ("seed", "epoch", "temperature", "sample", "prompt", "outcome")

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from annotations.ppi import prediction_powered_harmfulness
+
 import run
 from pipeline.models import ModelUnavailable
 
@@ -85,6 +87,29 @@ def test_correct_from_judged_and_calibration_files(capsys, tmp_path):
     assert result["informative"]
     assert result["ci_low"] <= truth[:1500].mean() <= result["ci_high"]
     assert result["raw"] == pytest.approx(judge[:1500].mean())
+    assert set(result["methods"]) == {"PPI++, own labels", "Rogan-Gladen, pooled labels",
+                                      "labels alone"}
+    widths = {m: r["ci_high"] - r["ci_low"] for m, r in result["methods"].items()}
+    assert result["method"] == min(("PPI++, own labels", "Rogan-Gladen, pooled labels"),
+                                   key=widths.get)  # verdicts only: the narrower of the two
+
+
+def test_correct_with_probabilities_recommends_ppi_and_matches_annotations(capsys, tmp_path):
+    rng = np.random.default_rng(4)
+    f = rng.beta(0.6, 1.4, 3200)
+    y = rng.binomial(1, f)
+    pd.DataFrame({"judge": (f[:3000] > 0.5).astype(int), "probability": f[:3000]}).to_csv(
+        tmp_path / "judged.csv", index=False)
+    pd.DataFrame({"judge": (f[3000:] > 0.5).astype(int), "probability": f[3000:],
+                  "human": np.where(y[3000:] == 1, "complies", "refuses")}).to_csv(
+        tmp_path / "calib.csv", index=False)
+    result = call(capsys, "correct", "--judged", str(tmp_path / "judged.csv"), "--calibration",
+                  str(tmp_path / "calib.csv"), "--json", "--n-boot", "300")
+    by_hand = prediction_powered_harmfulness(f[:3000], f[3000:], y[3000:])
+    assert result["method"] == "PPI++, own labels"
+    assert result["estimate"] == pytest.approx(by_hand.estimate)
+    assert result["ci_low"] == pytest.approx(by_hand.ci_low)
+    assert result["ci_high"] == pytest.approx(by_hand.ci_high)
 
 
 def test_variance_from_an_outcomes_file(capsys, tmp_path):

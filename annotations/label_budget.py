@@ -1,0 +1,143 @@
+"""How many more labels? `labels_needed`: for a target half-width of the corrected harmfulness
+per checkpoint x temperature (from the cell's own labels, the estimate that rests on no pooling
+assumption), the expected number of further random labels under the current judge, drawn
+uniformly and drawn actively, and the next answers to label.
+
+The PPI++ variance of a cell with n labels is lam^2 Var(f) / N + E[w (y - lam f)^2] / n, where
+the second term's weight w is 1 under uniform draws and 1 / q (q the active draw's relative
+inclusion probability, mean 1 over the cell) under active ones. The expected squared residual
+at a judge score comes from the judge's random labels so far, per score bin and coherence
+(`annotations.estimates.Calibration`); before any label, from a calibrated judge's f (1 - f),
+or 1/4 for a judge that gives only verdicts.
+The cluster structure (several answers per prompt) is left out of this forecast: it is a plan,
+and the estimate itself carries it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from annotations.active import inclusion_probabilities, pareto_sample
+from annotations.estimates import Calibration, scores
+from annotations.frames import Frames, frames_of, json_records, select_outcomes
+from annotations.records import PromptKind
+from annotations.store import Store
+
+BUDGET_COLUMNS = ["checkpoint_id", "checkpoint", "temperature", "n", "n_own_labels",
+                  "half_width", "further_uniform", "further_active"]
+
+
+@dataclass(frozen=True)
+class LabelBudget:
+    """Per cell, the further labels needed for `target` half-width; and the next answers."""
+
+    judge_id: str
+    target: float
+    level: float
+    table: pd.DataFrame  # BUDGET_COLUMNS
+    next_items: pd.DataFrame  # generation_id, checkpoint, temperature, inclusion_probability
+
+    def to_dict(self) -> dict:
+        return {"judge_id": self.judge_id, "target": self.target, "level": self.level,
+                "table": json_records(self.table), "next_items": json_records(self.next_items)}
+
+
+def labels_needed(source: Store | Frames, judge_id: str, target: float = 0.05,
+                  level: float = 0.95, kind: PromptKind = PromptKind.UNSAFE, n_next: int = 20,
+                  seed: int = 0) -> LabelBudget:
+    """The label budget for one judge's cells (see the module docstring)."""
+    if not 0 < target < 0.5:
+        raise ValueError(f"the target half-width must be in (0, 0.5), got {target}")
+    frames = frames_of(source)
+    mine = select_outcomes(frames.outcomes, kind)
+    mine = mine[(mine["judge_id"] == judge_id) & mine["outcome"].notna()]
+    if mine.empty:
+        raise ValueError(f"no parsed verdicts of judge {judge_id!r} on {PromptKind(kind).value} "
+                         "prompts")
+    calibration = Calibration.of(mine, frames.labels)
+    residual = _residual_model(calibration)
+    z = float(norm.ppf(0.5 + level / 2))
+    rows = [_cell_row(key, block, calibration, residual, target, z)
+            for key, block in mine.groupby(["checkpoint_id", "temperature"], sort=True)]
+    table = pd.DataFrame(rows, columns=BUDGET_COLUMNS)
+    table["checkpoint"] = table["checkpoint_id"].map(dict(zip(mine["checkpoint_id"],
+                                                              mine["checkpoint"])))
+    return LabelBudget(judge_id, target, level, table,
+                       _next_items(mine, calibration, table, n_next, seed))
+
+
+@dataclass(frozen=True)
+class _Residual:
+    """E[(y - lam f)^2] per calibration stratum, and lam."""
+
+    lam: float
+    by_stratum: dict[str, float]
+    fallback: bool  # no labels yet: a calibrated judge's f (1 - f) stands in
+
+
+def _residual_model(calibration: Calibration) -> _Residual:
+    items = calibration.items
+    if len(items) < 2:
+        return _Residual(1.0, {}, True)
+    w, f, y = items["weight"].to_numpy(), items["score"].to_numpy(), items["y"].to_numpy()
+    f_c, y_c = f - np.average(f, weights=w), y - np.average(y, weights=w)
+    var_f = np.average(f_c ** 2, weights=w)
+    lam = float(np.clip(np.average(f_c * y_c, weights=w) / var_f, 0, 1)) if var_f > 0 else 0.0
+    r2 = (y - lam * f) ** 2
+    by = pd.DataFrame({"s": items["stratum"], "wr": w * r2, "w": w}).groupby("s").sum()
+    return _Residual(lam, dict(by["wr"] / by["w"]), False)
+
+
+def _expected_r2(block: pd.DataFrame, calibration: Calibration, residual: _Residual,
+                 ) -> np.ndarray:
+    f = scores(block)
+    if residual.fallback:  # a verdict says nothing of its own error: the worst case, 1/4
+        return f * (1 - f) if calibration.probabilities else np.full(len(f), 0.25)
+    strata = calibration.strata(block)
+    overall = float(np.mean(list(residual.by_stratum.values())))
+    return np.array([residual.by_stratum.get(s, overall) for s in strata])
+
+
+def _cell_row(key: tuple, block: pd.DataFrame, calibration: Calibration, residual: _Residual,
+              target: float, z: float) -> list:
+    f = scores(block)
+    r2 = _expected_r2(block, calibration, residual)
+    q = _relative_inclusion(f)
+    judged_var = residual.lam ** 2 * float(np.var(f)) / len(f)
+    room = (target / z) ** 2 - judged_var
+    own = calibration.items[(calibration.items["checkpoint_id"] == key[0])
+                            & (calibration.items["temperature"] == key[1])]
+    needed = [math.inf if room <= 0 else math.ceil(float(np.mean(per)) / room)
+              for per in (r2, r2 / q)]
+    half = np.nan if len(own) < 2 else z * math.sqrt(
+        judged_var + float(np.mean(r2)) / len(own))
+    further = [n if math.isinf(n) else max(0, n - len(own)) for n in needed]
+    return [key[0], "", key[1], len(f), len(own), half, *further]
+
+
+def _relative_inclusion(f: np.ndarray) -> np.ndarray:
+    """The active draw's inclusion probabilities over a cell, scaled to mean 1."""
+    pi = inclusion_probabilities(f, max(1, len(f) // 10))
+    return pi / pi.mean()
+
+
+def _next_items(mine: pd.DataFrame, calibration: Calibration, table: pd.DataFrame, n: int,
+                seed: int) -> pd.DataFrame:
+    """`n` unlabelled answers from the cells that need labels, drawn actively, with their
+    inclusion probabilities (to store with their labels)."""
+    cols = ["generation_id", "checkpoint_id", "temperature", "inclusion_probability"]
+    short = table[table["further_active"] > 0][["checkpoint_id", "temperature"]]
+    pool = mine.merge(short, on=["checkpoint_id", "temperature"])
+    pool = pool[~pool["generation_id"].isin(set(calibration.items["generation_id"]))]
+    pool = pool.drop_duplicates("generation_id").sort_values("generation_id")
+    if pool.empty or n <= 0:
+        return pd.DataFrame(columns=cols)
+    pi = inclusion_probabilities(scores(pool), n)
+    drawn = pareto_sample(pi, np.random.default_rng(seed))
+    return pool.iloc[drawn].assign(inclusion_probability=pi[drawn])[cols].reset_index(drop=True)
+

@@ -1,0 +1,77 @@
+"""How many more labels: the forecast of `labels_needed` checked by simulation (drawing the
+forecast number of labels gives the target half-width), active draws forecast fewer labels
+than uniform ones, and the next items come with their inclusion probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from annotations.estimates import Calibration, cell_estimates
+from annotations.frames import Frames
+from annotations.label_budget import labels_needed
+
+N = 3000
+
+
+def _cell(rng, n_labels: int) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """One checkpoint x temperature of N answers to N prompts, a calibrated judge that gives
+    probabilities (truth 0.30), and `n_labels` answers labelled at random by one annotator."""
+    f = rng.beta(0.6, 1.4, N)
+    y = rng.binomial(1, f)
+    ids = np.array([f"g{i}" for i in range(N)])
+    outcomes = pd.DataFrame({
+        "generation_id": ids, "judge_id": "j", "judge_name": "llm", "outcome": (f > 0.5) * 1.0,
+        "probability": f, "checkpoint_id": "c", "prompt_id": [f"p{i}" for i in range(N)],
+        "temperature": 0.0, "sample_index": 0, "degenerate": False, "empty": False,
+        "base_model": "m", "run_id": None, "epoch": 0, "checkpoint_kind": "base", "kind": "unsafe",
+        "category_id": "1", "category": "c1", "benchmark": "sim"})
+    return outcomes, _labels(ids, y, rng.choice(N, n_labels, replace=False), n_labels / N), y
+
+
+def _labels(ids, y, drawn, pi) -> pd.DataFrame:
+    return pd.DataFrame({"generation_id": ids[drawn], "annotator": "a",
+                         "label": np.where(y[drawn] == 1, "complies", "refuses"),
+                         "chosen_at_random": True, "inclusion_probability": pi})
+
+
+def test_forecast_labels_reach_the_target_half_width():
+    rng = np.random.default_rng(11)
+    outcomes, labels, _ = _cell(rng, 100)
+    budget = labels_needed(Frames(outcomes, labels), "j", target=0.05)
+    row = budget.table.iloc[0]
+    assert row["n_own_labels"] == 100 and 0 < row["further_active"] < row["further_uniform"]
+    total = int(100 + row["further_uniform"])
+    widths = []
+    for _ in range(200):  # fresh populations labelled with the forecast number, uniformly
+        outcomes, labels, _ = _cell(rng, total)
+        frames = Frames(outcomes, labels)
+        calibration = Calibration.of(frames.outcomes, frames.labels)
+        rate = cell_estimates(frames.outcomes, calibration, calibration.items, 0.95)
+        widths.append(rate[next(iter(rate))].half_width)
+    print(f"forecast {total} uniform labels (active: {100 + row['further_active']:.0f}); "
+          f"mean half-width then {np.mean(widths):.4f}")
+    assert np.mean(widths) == pytest.approx(0.05, rel=0.1)
+
+
+def test_next_items_are_unlabelled_answers_of_short_cells_with_probabilities():
+    outcomes, labels, _ = _cell(np.random.default_rng(2), 50)
+    budget = labels_needed(Frames(outcomes, labels), "j", target=0.05, n_next=25)
+    items = budget.next_items
+    assert len(items) == 25 and items["generation_id"].is_unique
+    assert not set(items["generation_id"]) & set(labels["generation_id"])
+    assert items["inclusion_probability"].between(0, 1, inclusive="right").all()
+    unsure = outcomes.set_index("generation_id").loc[items["generation_id"], "probability"]
+    assert (unsure * (1 - unsure)).mean() > (outcomes["probability"]
+                                              * (1 - outcomes["probability"])).mean()
+
+
+def test_an_unreachable_target_says_so_and_bad_targets_are_refused():
+    outcomes, labels, _ = _cell(np.random.default_rng(3), 20)
+    small = Frames(outcomes.iloc[:40], labels[labels["generation_id"].isin(
+        outcomes["generation_id"].iloc[:40])])
+    row = labels_needed(small, "j", target=0.02).table.iloc[0]
+    assert np.isinf(row["further_uniform"])  # 40 answers cannot pin a rate to 2 points
+    with pytest.raises(ValueError, match="half-width"):
+        labels_needed(small, "j", target=0.7)
