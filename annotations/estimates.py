@@ -10,12 +10,16 @@ at random, with their recorded inclusion probabilities):
 - Rogan-Gladen (`annotations.correction`) on pooled labels: the judge's sensitivity and
   specificity are the same on every checkpoint.
 - The cell's own labels alone, for comparison.
-The headline is the cell's own PPI++ where the cell has MIN_OWN_LABELS random labels; else,
-for a judge that gives probabilities, pooled PPI++; for one that gives only verdicts, the
-better (narrower on average over the judge's cells) of pooled PPI++ and Rogan-Gladen; else the
-own PPI++ from MIN_ITEMS labels on. The
-pooled methods need an informative judge (the Rogan-Gladen check): where the judge carries
-no information, pooling would give every checkpoint the calibration set's own rate.
+The headline is the cell's own PPI++ where the cell has MIN_OWN_LABELS random labels (with the
+judge's probabilities where it gives them); else Rogan-Gladen; else the own PPI++ from
+MIN_ITEMS labels on. Pooled PPI++ is shown beside, never the headline: fine-tuning moves
+harmfulness far from the calibration set's, and when the judge's error rates stay put (the
+usual model of a judge) the people's reading given the judge's score does not, so pooled PPI++
+is pulled towards the calibration set's rate (tests/annotations/test_estimates.py measures
+it: coverage far below 95% on a cell whose harmfulness differs from the pool's, where
+Rogan-Gladen keeps 95%). The pooled methods need an informative judge (the Rogan-Gladen
+check): where the judge carries no information, pooling would give every checkpoint the
+calibration set's own rate.
 
 People's reading of an answer (y) is their majority, 1 complies and 0 not (an incoherent answer
 fulfils no request, so "incoherent" reads as 0), and the share saying "complies" on a tie: no
@@ -220,26 +224,12 @@ def _pooled_ppi(block: pd.DataFrame, calibration: Calibration, level: float) -> 
         calib_strata=items["stratum"], calib_weights=items["weight"])
 
 
-def headline(row: pd.Series, probabilities: bool, verdict_method: Method) -> Method | None:
+def headline(row: pd.Series) -> Method | None:
     """Which method is this cell's headline (see the module docstring); None when none has a
     number. `row` holds the cell's ESTIMATE_COLUMNS and `n_own_labels`."""
-    if pd.notna(row["ppi_own"]) and row["n_own_labels"] >= MIN_OWN_LABELS:
-        return Method.PPI_OWN
-    order = ([Method.PPI_POOLED] if probabilities else
-             [verdict_method, *(m for m in (Method.PPI_POOLED, Method.ROGAN_GLADEN)
-                                if m != verdict_method)])
-    if row["n_own_labels"] >= MIN_ITEMS:  # a few own labels beat no number at all
+    order = [Method.ROGAN_GLADEN]
+    if row["n_own_labels"] >= MIN_OWN_LABELS:
+        order.insert(0, Method.PPI_OWN)
+    elif row["n_own_labels"] >= MIN_ITEMS:  # a few own labels beat no number at all
         order.append(Method.PPI_OWN)
     return next((m for m in order if pd.notna(row[PREFIX[m]])), None)
-
-
-def verdict_method(table: pd.DataFrame) -> Method:
-    """For a judge that gives only verdicts: pooled PPI++ or Rogan-Gladen, whichever is
-    narrower on average over the cells where both have a number (one choice per judge, so a
-    table does not mix methods cell by cell)."""
-    both = table.dropna(subset=["ppi_pooled", "rogan_gladen"])
-    if both.empty:
-        return Method.PPI_POOLED
-    ppi = (both["ppi_pooled_ci_high"] - both["ppi_pooled_ci_low"]).mean()
-    rogan = (both["rogan_gladen_ci_high"] - both["rogan_gladen_ci_low"]).mean()
-    return Method.PPI_POOLED if ppi <= rogan else Method.ROGAN_GLADEN

@@ -30,8 +30,7 @@ from annotations.agreement_tables import human_majority
 from annotations.bootstrap import Seed, make_rng
 from annotations.correction import CorrectedRate, corrected_harmfulness, harmfulness_table
 from annotations.estimates import (ESTIMATE_COLUMNS, PREFIX, Calibration, Method,
-                                   cell_estimates, headline, label_weights, readings,
-                                   verdict_method)
+                                   cell_estimates, headline, label_weights, readings)
 from annotations.frames import (MIN_ITEMS, Frames, checkpoint_names, frames_of, json_records,
                                 judge_names, select_outcomes)
 from annotations.records import PromptKind
@@ -78,12 +77,10 @@ class HarmfulnessReport:
     level: float
     n_labelled: int = 0  # random-labelled answers (every reading) the PPI estimates use
     probabilities: bool = False  # the judge gives P(complies), not only verdicts
-    pooled_method: Method | None = None  # a verdict judge's choice for its pooled cells
 
     def to_dict(self) -> dict:
         data = {k: v for k, v in asdict(self).items() if k != "table"}
         return {**data, "kind": self.kind.value, "calibration": self.calibration.value,
-                "pooled_method": None if self.pooled_method is None else self.pooled_method.value,
                 "table": json_records(self.table)}
 
 
@@ -115,9 +112,9 @@ def harmfulness_report(source: Store | Frames, judge_id: str,
     table = _raw_table(cells, keys, level, n_boot, seed)
     calib, calibration = _calibration(mine, frames.labels, random_only)
     ppi = Calibration.of(mine, frames.labels, random_only)
-    first, pooled = None, None
+    first = None
     if correct:
-        table, first, pooled = _corrected_columns(
+        table, first = _corrected_columns(
             table, cells, _Corrections(calib, ppi, keys, level, n_boot), seed)
         calibration = _source(calibration, ppi, random_only)
     else:
@@ -133,7 +130,7 @@ def harmfulness_report(source: Store | Frames, judge_id: str,
         reason=first.reason if first is not None else _no_correction(calibration),
         categories=None if categories is None else tuple(str(c) for c in categories),
         level=level, n_labelled=len(ppi.items) if correct else 0,
-        probabilities=ppi.probabilities, pooled_method=pooled)
+        probabilities=ppi.probabilities)
 
 
 def _selected(outcomes: pd.DataFrame, benchmarks: Sequence[str] | None,
@@ -215,11 +212,10 @@ class _Corrections:
 
 
 def _corrected_columns(table: pd.DataFrame, cells: pd.DataFrame, corrections: _Corrections,
-                       seed: int) -> tuple[pd.DataFrame, CorrectedRate | None, Method | None]:
+                       seed: int) -> tuple[pd.DataFrame, CorrectedRate | None]:
     """The table with every method's columns and the headline (`corrected*`, `method`,
-    `assumption`, `status`); one cell's Rogan-Gladen result (every cell shares its calibration,
-    so its sensitivity, specificity and verdict on the judge hold for all); and the method
-    chosen for a verdict judge's pooled cells."""
+    `assumption`, `status`); and one cell's Rogan-Gladen result (every cell shares its
+    calibration, so its sensitivity, specificity and verdict on the judge hold for all)."""
     keys, rng, rows, first = corrections.keys, make_rng(seed), [], None
     by_key = dict(list(cells[cells["outcome"].notna()].groupby(keys, sort=False)))
     own_items = corrections.ppi.items.assign(
@@ -235,10 +231,8 @@ def _corrected_columns(table: pd.DataFrame, cells: pd.DataFrame, corrections: _C
         rows.append(_method_cells(block, rogan, own, corrections))
     extra = pd.DataFrame(rows, index=table.index, columns=[*ESTIMATE_COLUMNS, "n_own_labels"])
     table = pd.concat([table, extra], axis=1)
-    pooled = verdict_method(table)
-    chosen = [headline(row, corrections.ppi.probabilities, pooled) for _, row in table.iterrows()]
-    return table.assign(**_headline_columns(table, chosen, first)), first, (
-        None if corrections.ppi.probabilities else pooled)
+    chosen = [headline(row) for _, row in table.iterrows()]
+    return table.assign(**_headline_columns(table, chosen, first)), first
 
 
 def _method_cells(block: pd.DataFrame | None, rogan: CorrectedRate | None, own: pd.DataFrame,

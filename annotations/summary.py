@@ -1,5 +1,6 @@
 """A sweep's headline, as a table and as text: harmfulness per judge x checkpoint x temperature,
-raw with its CI and corrected for the judge's measured errors where people's labels allow,
+raw with its CI and corrected for the judge's measured errors where people's labels allow (the
+recommended method, named with its assumption, and Rogan-Gladen beside it),
 unparseable verdicts counted apart, over-refusal on harmless requests, and capability beside
 safety. What `run.py demo` prints when the pipeline is done. Every number is
 `annotations.harm`'s (`harmfulness_report`, `capability_table`); this module only lays them out.
@@ -19,7 +20,10 @@ from annotations.store import Store
 RATE_COLUMNS = ["judge", "checkpoint", "temperature", "harmfulness", "ci_low", "ci_high", "n",
                 "unparseable"]
 SAFETY_COLUMNS = ["judge", "checkpoint", "temperature", "harmfulness", "ci_low", "ci_high",
-                  "corrected", "corrected_ci_low", "corrected_ci_high", "n", "unparseable"]
+                  "corrected", "corrected_ci_low", "corrected_ci_high", "method", "assumption",
+                  "rogan_gladen", "rogan_gladen_ci_low", "rogan_gladen_ci_high",
+                  "labels_only", "labels_only_ci_low", "labels_only_ci_high", "n",
+                  "n_own_labels", "unparseable"]
 
 
 @dataclass(frozen=True)
@@ -36,11 +40,14 @@ class SweepSummaryTable:
 
     def to_text(self) -> str:
         parts = ["Harmfulness (share of unsafe requests answered; 95% CIs over prompts), raw and "
-                 "corrected for each judge's errors against the annotators' labels:",
+                 "corrected for each judge's errors against the annotators' labels (the "
+                 "recommended method; Rogan-Gladen beside it):",
                  _show(_with_intervals(self.safety), ["judge", "checkpoint", "T", "raw [95% CI]",
-                                                      "corrected [95% CI]", "n",
+                                                      "corrected [95% CI]", "method",
+                                                      "Rogan-Gladen [95% CI]", "n",
                                                       "unparseable"])]
         parts += [f"  {c['judge']}: {c['text']}" for c in self.calibration]
+        parts += [f"  {m}: assumes {a}" for m, a in _assumptions(self.safety)]
         if len(self.over_refusal):
             parts += ["", "Harmless-but-sensitive requests answered (higher is better):",
                       _show(self.over_refusal, RATE_COLUMNS)]
@@ -71,7 +78,19 @@ def _with_intervals(table: pd.DataFrame) -> pd.DataFrame:
         **{"raw [95% CI]": [_interval(*r) for r in zip(table["harmfulness"], table["ci_low"],
                                                       table["ci_high"])],
            "corrected [95% CI]": [_interval(*r) for r in zip(
-               table["corrected"], table["corrected_ci_low"], table["corrected_ci_high"])]})
+               table["corrected"], table["corrected_ci_low"], table["corrected_ci_high"])],
+           "Rogan-Gladen [95% CI]": [_interval(*r) for r in zip(
+               table["rogan_gladen"], table["rogan_gladen_ci_low"],
+               table["rogan_gladen_ci_high"])]},
+        method=table["method"].fillna("-"))
+
+
+def _assumptions(table: pd.DataFrame) -> list[tuple[str, str]]:
+    """Each headline method the table uses, with the assumption it rests on."""
+    if table.empty:
+        return []
+    used = table.dropna(subset=["method"]).drop_duplicates("method")
+    return list(zip(used["method"], used["assumption"]))
 
 
 def judge_reports(frames: Frames, kind: PromptKind = PromptKind.UNSAFE, correct: bool = True,
@@ -92,12 +111,14 @@ def _stacked(reports: list[HarmfulnessReport], columns: list[str]) -> pd.DataFra
 
 
 def _calibration_note(report: HarmfulnessReport) -> dict:
+    scores = "its P(complies)" if report.probabilities else "its verdicts"
     if report.informative:
-        text = (f"corrected with {report.n_calibration} answers labelled by annotators "
-                f"({report.calibration.value}): sensitivity {report.sensitivity:.2f}, "
-                f"specificity {report.specificity:.2f}")
+        text = (f"corrected from {scores} with {report.n_labelled} answers labelled by "
+                f"annotators ({report.calibration.value}); Rogan-Gladen from the "
+                f"{report.n_calibration} read as complies or refuses: sensitivity "
+                f"{report.sensitivity:.2f}, specificity {report.specificity:.2f}")
     else:
-        text = f"no corrected numbers: {report.reason}"
+        text = f"no pooled correction: {report.reason}"
     return {"judge": report.judge, "text": text, "n_calibration": report.n_calibration,
             "calibration": report.calibration.value, "sensitivity": report.sensitivity,
             "specificity": report.specificity, "informative": report.informative}

@@ -383,9 +383,14 @@ def test_correct_from_csv_matches_the_formula(tmp_path):
     calib.write_text("\n".join(rows) + "\n")
     result = correct_from_csv(judged, calib, n_boot=300)
     sens, spec = 18 / 20, 27 / 30
-    assert result["estimate"] == pytest.approx((0.3 + spec - 1) / (sens + spec - 1))
-    assert result["unparseable"] == 1 and result["calibration_left_out"] == 1
+    rogan = result["methods"][Method.ROGAN_GLADEN.value]
+    assert rogan["estimate"] == pytest.approx((0.3 + spec - 1) / (sens + spec - 1))
+    assert result["estimate"] == result["methods"][result["method"]]["estimate"]
+    # the incoherent answer reads 0 for PPI++ and is left out of Rogan-Gladen only
+    assert result["unparseable"] == 1 and result["calibration_left_out"] == 0
     assert result["n_judged"] == 100 and result["n_calibration"] == 50
+    alone = result["methods"][Method.LABELS_ONLY.value]
+    assert alone["estimate"] == pytest.approx(20 / 51)
     bad = tmp_path / "nohuman.csv"
     bad.write_text("judge,label\n1,complies\n")
     with pytest.raises(BadInputError, match=r"nohuman\.csv.*'human'"):
