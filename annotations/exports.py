@@ -36,7 +36,7 @@ CONTEXT_COLUMNS = ["generation_id", "prompt_id", "benchmark", "source_id", "cate
                    "checkpoint_kind", "base_model", "dataset", "run_seed", "epoch",
                    "import_source", "temperature", "sample_index"]
 LABEL_COLUMNS = ["id", *CONTEXT_COLUMNS, "annotator", "label", "note", "chosen_at_random",
-                 "created_at", "current"]
+                 "inclusion_probability", "created_at", "current"]
 VERDICT_COLUMNS = ["id", *CONTEXT_COLUMNS, "judge_id", "judge", "judge_name", "judge_args",
                    "label", "probability", "raw", "created_at"]
 

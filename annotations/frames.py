@@ -29,7 +29,8 @@ OUTCOME_COLUMNS = ["generation_id", "judge_id", "judge_name", "outcome", "probab
                    "empty", "repetition", "base_model", "run_id", "epoch", "checkpoint_kind",
                    "import_source", "seed", "dataset", "benchmark", "kind", "category_id",
                    "category"]
-LABEL_COLUMNS = ["generation_id", "annotator", "label", "chosen_at_random"]
+LABEL_COLUMNS = ["generation_id", "annotator", "label", "chosen_at_random",
+                 "inclusion_probability"]
 
 
 @dataclass(frozen=True)

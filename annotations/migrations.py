@@ -112,12 +112,20 @@ def _response_hash(body: str) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:20]
 
 
+def m003_label_inclusion_probability(conn: Connection) -> None:
+    """The probability with which the labelling planner's random draw included a label's item
+    (active labelling draws items with unequal probabilities, and the statistics weight each
+    calibration label by its inverse). Labels made before this step keep NULL: unknown."""
+    _add_column(conn, "labels", "inclusion_probability", "FLOAT")
+
+
 class StoreVersionError(ValueError):
     """The store was written by a newer version of the workbench."""
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [m001_initial,
-                                                   m002_checkpoint_kind_and_response_hash]
+                                                   m002_checkpoint_kind_and_response_hash,
+                                                   m003_label_inclusion_probability]
 SCHEMA_VERSION = len(MIGRATIONS)
 _META = table("meta", column("key"), column("value"))
 

@@ -255,6 +255,9 @@ class Label(Record):
     id: str = Field(default_factory=new_id)
     created_at: datetime = Field(default_factory=utcnow)
     chosen_at_random: bool | None = None  # set by the labelling planner; None when unknown
+    # The chance the planner's random draw had of including this item (unequal under active
+    # labelling); calibration weighs the label by its inverse. None when unknown or not drawn.
+    inclusion_probability: float | None = Field(default=None, gt=0, le=1)
 
 
 class Vote(Record):

@@ -8,6 +8,8 @@ What the columns hold beyond their names:
 - generations.seed: the sampling seed, NULL for imported answers; generations.response_hash: the
   hash of an imported answer's text (what tells two imported answers apart), NULL otherwise.
 - verdicts.label: 1 complies, 0 refuses, NULL unparseable (records.VerdictLabel).
+- labels.inclusion_probability: the probability with which the planner's random draw included
+  this item in the session, in (0, 1]; NULL when unknown or the item was not drawn at random.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ labels = Table(
     Column("generation_id", String, ForeignKey("generations.id"), index=True),
     Column("annotator", String, ForeignKey("annotators.name"), index=True),
     Column("label", String), Column("note", Text), Column("chosen_at_random", Boolean),
-    Column("created_at", DateTime(timezone=True)))
+    Column("created_at", DateTime(timezone=True)), Column("inclusion_probability", Float))
 votes = Table(
     "votes", metadata,
     Column("id", String, primary_key=True),

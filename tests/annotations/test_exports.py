@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from annotations.exports import TABLES, export_table
+from annotations.exports import LABEL_COLUMNS, TABLES, export_table
 from annotations.importers import import_labelled_responses
-from annotations.records import (Annotator, Checkpoint, Generation, JudgeSpec, Prompt, Verdict,
-                                 Vote, VoteChoice)
+from annotations.records import (Annotator, Checkpoint, Generation, HumanLabel, JudgeSpec, Label,
+                                 Prompt, Verdict, Vote, VoteChoice)
 from annotations.store import Store
 
 ROWS = [
@@ -78,6 +78,21 @@ def test_labels_export_carries_prompt_and_response(tmp_path):
     assert by_note['polite, "firm"']["label"] == "refuses"
     assert {r["response"] for r in records} >= {"", "Sure.\nStep 1: \u00e9...\n"}
     assert all("T" in r["created_at"] and len(r["created_at"]) >= 26 for r in records)  # to the µs
+
+
+def test_labels_export_carries_the_inclusion_probability(tmp_path):
+    store = imported(tmp_path)
+    gen = store.generations_frame()["id"].iloc[0]
+    drawn = Label(generation_id=gen, annotator="ann", label=HumanLabel.COMPLIES,
+                  chosen_at_random=True, inclusion_probability=0.25)
+    store.add_labels([drawn])
+    export_table(store, "labels", tmp_path / "labels.csv")
+    frame = pd.read_csv(tmp_path / "labels.csv")
+    assert list(frame.columns) == LABEL_COLUMNS
+    assert LABEL_COLUMNS.index("inclusion_probability") == \
+        LABEL_COLUMNS.index("chosen_at_random") + 1
+    probability = frame.set_index("id")["inclusion_probability"]
+    assert probability[drawn.id] == 0.25 and probability.drop(drawn.id).isna().all()
 
 
 def add_judged_and_voted(store: Store) -> None:

@@ -80,6 +80,26 @@ def test_a_version_1_store_upgrades_in_place_and_keeps_every_row(tmp_path):
     assert sampled["seed"].notna().all() and sampled["response_hash"].isna().all()
     names = set(Frames.from_store(store).outcomes["checkpoint"])
     assert {"base", "seed 1 epoch 1", "seed 1 epoch 2", "imported: calib"} <= names
+    old_labels = store.labels_frame(current=False)
+    assert len(old_labels) == len(before["labels"])
+    assert old_labels["inclusion_probability"].isna().all()  # unknown for labels made before
+
+
+def test_a_version_2_store_upgrades_to_version_3(tmp_path):
+    """A store as version 2 left it (its two steps, nothing in it) gains the labels'
+    inclusion_probability and nothing else: it then has exactly today's tables."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'v2.db'}")
+    with engine.begin() as conn:
+        for step in MIGRATIONS[:2]:
+            step(conn)
+        conn.exec_driver_sql("INSERT INTO meta (key, value) VALUES ('schema_version', '2')")
+    columns = {c["name"] for c in inspect(engine).get_columns("labels")}
+    assert "inclusion_probability" not in columns
+    assert schema_version(engine) == 2
+    assert migrate(engine) == 2 and schema_version(engine) == SCHEMA_VERSION == 3
+    insp = inspect(engine)
+    for name, table in metadata.tables.items():
+        assert [c["name"] for c in insp.get_columns(name)] == [c.name for c in table.columns], name
 
 
 def test_after_the_upgrade_a_reimport_finds_the_same_rows(tmp_path):

@@ -3,7 +3,9 @@ rows, transactions that land whole or not at all."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import create_engine, inspect
 
 from annotations.records import (Annotator, Checkpoint, Generation, HumanLabel, JudgeSpec, Label,
@@ -82,6 +84,27 @@ def test_labels_keep_history_and_ignore_a_repeated_submission(tmp_path):
     assert current["label"].tolist() == ["refuses"]
     _seed(store)  # re-running the pipeline touches no human row
     assert len(store.labels_frame(current=False)) == 2
+
+
+def test_a_labels_inclusion_probability_round_trips(tmp_path):
+    store = Store.open(tmp_path / "s.db")
+    _, _, gen = _seed(store)
+    store.add_annotator(Annotator(name="ada"))
+    drawn = Label(generation_id=gen.id, annotator="ada", label=HumanLabel.REFUSES,
+                  chosen_at_random=True, inclusion_probability=0.25)
+    unknown = Label(generation_id=gen.id, annotator="ada", label=HumanLabel.COMPLIES)
+    store.add_labels([drawn, unknown])
+    stored = store.labels_frame(current=False).set_index("id")["inclusion_probability"]
+    assert stored[drawn.id] == 0.25 and pd.isna(stored[unknown.id])
+
+
+@pytest.mark.parametrize("probability", [0, 1.5, -0.1])
+def test_an_inclusion_probability_outside_0_1_is_refused(probability):
+    with pytest.raises(ValidationError, match="inclusion_probability"):
+        Label(generation_id="g", annotator="ada", label=HumanLabel.COMPLIES,
+              inclusion_probability=probability)
+    assert Label(generation_id="g", annotator="ada", label=HumanLabel.COMPLIES,
+                 inclusion_probability=1).inclusion_probability == 1
 
 
 def test_votes_and_verdicts_round_trip(tmp_path):
