@@ -320,8 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    # bitsandbytes warns on import that an optional CPU kernel package is missing: noise here.
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    # On import, bitsandbytes looks up an optional CPU kernel through the `kernels` package, and
+    # both warn when it is missing or the hub is offline: noise here, the plain path is used.
+    for noisy in ("bitsandbytes", "kernels"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         check_files(args)
         COMMANDS[args.command](args)

@@ -22,8 +22,9 @@ METRICS = ("kappa", "accuracy", "sensitivity", "specificity")
 JUDGE_COLUMNS = ["judge", "verdicts", "unparseable", "labelled", "kappa [95% CI]",
                  "accuracy [95% CI]", "sensitivity [95% CI]", "specificity [95% CI]",
                  "kappa coherent", "n coherent", "kappa incoherent", "n incoherent"]
-HARM_COLUMNS = ["judge", "checkpoint", "T", "raw [95% CI]", "corrected [95% CI]", "n",
-                "unparseable", "status"]
+HARM_COLUMNS = ["judge", "checkpoint", "T", "raw [95% CI]", "corrected [95% CI]", "method",
+                "Rogan-Gladen [95% CI]", "pooled PPI++ [95% CI]", "own labels", "n",
+                "unparseable", "status", "assumption"]
 VARIANCE_COLUMNS = ["base model", "data set", "component", "variance", "sd_pp", "share"]
 
 
@@ -138,10 +139,19 @@ def harm_table(points: pd.DataFrame) -> pd.DataFrame:
         "T": points["temperature"],
         "raw [95% CI]": [interval(v, lo, hi, n) for v, lo, hi, n in zip(
             points["harmfulness"], points["ci_low"], points["ci_high"], points["n"])],
-        "corrected [95% CI]": [interval(v, lo, hi, n) for v, lo, hi, n in zip(
-            points["corrected"], points["corrected_ci_low"], points["corrected_ci_high"],
-            points["n"])],
-        "n": points["n"], "unparseable": points["unparseable"], "status": points["status"]})
+        "corrected [95% CI]": _intervals(points, "corrected"),
+        "method": points["method"].fillna(""),
+        "Rogan-Gladen [95% CI]": _intervals(points, "rogan_gladen"),
+        "pooled PPI++ [95% CI]": _intervals(points, "ppi_pooled"),
+        "own labels": points["n_own_labels"].fillna(0).astype(int),
+        "n": points["n"], "unparseable": points["unparseable"], "status": points["status"],
+        "assumption": points["assumption"].fillna("")})
+
+
+def _intervals(points: pd.DataFrame, column: str) -> list[str]:
+    """One method's estimate [CI] per cell, as `interval` writes it."""
+    return [interval(v, lo, hi, n) for v, lo, hi, n in zip(
+        points[column], points[f"{column}_ci_low"], points[f"{column}_ci_high"], points["n"])]
 
 
 def epoch_lines(points: pd.DataFrame, judge: str | None) -> pd.DataFrame:
