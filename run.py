@@ -202,6 +202,17 @@ def cmd_correct(args: argparse.Namespace) -> None:
 
 
 @command
+def cmd_labels_needed(args: argparse.Namespace) -> None:
+    from annotations import label_budget
+
+    store = open_store(args)
+    judge_id = label_budget.judge_by_name(store, args.judge)
+    budget = label_budget.labels_needed(store, judge_id, target=args.half_width,
+                                        level=args.level, n_next=args.next)
+    emit(args, budget.to_dict(), label_budget.budget_text(budget))
+
+
+@command
 def cmd_variance(args: argparse.Namespace) -> None:
     from annotations import io_frames
 
@@ -305,6 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "optional probability, prompt, inclusion_probability")
     p.add_argument("--level", type=float, default=0.95)
     p.add_argument("--n-boot", type=int, default=2000)
+    p = add("labels-needed", "how many more random labels each checkpoint x temperature needs "
+            "for a target half-width of its corrected harmfulness, and the next answers to label")
+    p.add_argument("--judge", help="a judge's name as the report shows it, or its id "
+                   "(default: the judge the report shows first)")
+    p.add_argument("--half-width", type=float, default=0.05, help="target, e.g. 0.05 for 5 points")
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--next", type=int, default=20, help="how many answers to name for labelling")
     p = add("variance", "how much of the spread in harmfulness is seed, epoch, temperature, "
             "sampling, prompt and judge")
     p.add_argument("--outcomes", help="CSV with seed, epoch, temperature, sample, prompt, outcome")

@@ -23,13 +23,14 @@ import pandas as pd
 from scipy.stats import norm
 
 from annotations.active import inclusion_probabilities, pareto_sample
+from annotations.agreement_tables import judge_agreement_summary, primary_judge
 from annotations.estimates import Calibration, scores
-from annotations.frames import Frames, frames_of, json_records, select_outcomes
+from annotations.frames import Frames, frames_of, json_records, judge_names, select_outcomes
 from annotations.records import PromptKind
 from annotations.store import Store
 
 BUDGET_COLUMNS = ["checkpoint_id", "checkpoint", "temperature", "n", "n_own_labels",
-                  "half_width", "further_uniform", "further_active"]
+                  "half_width", "floor", "further_uniform", "further_active"]
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,14 @@ class LabelBudget:
     """Per cell, the further labels needed for `target` half-width; and the next answers."""
 
     judge_id: str
+    judge: str  # its name as the views show it
     target: float
     level: float
     table: pd.DataFrame  # BUDGET_COLUMNS
     next_items: pd.DataFrame  # generation_id, checkpoint, temperature, inclusion_probability
 
     def to_dict(self) -> dict:
-        return {"judge_id": self.judge_id, "target": self.target, "level": self.level,
+        return {"judge_id": self.judge_id, "judge": self.judge, "target": self.target, "level": self.level,
                 "table": json_records(self.table), "next_items": json_records(self.next_items)}
 
 
@@ -67,7 +69,8 @@ def labels_needed(source: Store | Frames, judge_id: str, target: float = 0.05,
     table = pd.DataFrame(rows, columns=BUDGET_COLUMNS)
     table["checkpoint"] = table["checkpoint_id"].map(dict(zip(mine["checkpoint_id"],
                                                               mine["checkpoint"])))
-    return LabelBudget(judge_id, target, level, table,
+    table = table.sort_values(["checkpoint", "temperature"], kind="stable").reset_index(drop=True)
+    return LabelBudget(judge_id, judge_names(frames.outcomes)[judge_id], target, level, table,
                        _next_items(mine, calibration, table, n_next, seed))
 
 
@@ -112,12 +115,14 @@ def _cell_row(key: tuple, block: pd.DataFrame, calibration: Calibration, residua
     room = (target / z) ** 2 - judged_var
     own = calibration.items[(calibration.items["checkpoint_id"] == key[0])
                             & (calibration.items["temperature"] == key[1])]
-    needed = [math.inf if room <= 0 else math.ceil(float(np.mean(per)) / room)
-              for per in (r2, r2 / q)]
+    # a cell cannot have more labels than answers: beyond them, more answers are needed
+    needed = [math.inf if room <= 0 or (k := math.ceil(float(np.mean(per)) / room)) > len(f)
+              else k for per in (r2, r2 / q)]
     half = np.nan if len(own) < 2 else z * math.sqrt(
         judged_var + float(np.mean(r2)) / len(own))
     further = [n if math.isinf(n) else max(0, n - len(own)) for n in needed]
-    return [key[0], "", key[1], len(f), len(own), half, *further]
+    floor = z * math.sqrt(judged_var + float(np.mean(r2)) / len(f))  # every answer labelled
+    return [key[0], "", key[1], len(f), len(own), half, floor, *further]
 
 
 def _relative_inclusion(f: np.ndarray) -> np.ndarray:
@@ -130,7 +135,8 @@ def _next_items(mine: pd.DataFrame, calibration: Calibration, table: pd.DataFram
                 seed: int) -> pd.DataFrame:
     """`n` unlabelled answers from the cells that need labels, drawn actively, with their
     inclusion probabilities (to store with their labels)."""
-    cols = ["generation_id", "checkpoint_id", "temperature", "inclusion_probability"]
+    cols = ["generation_id", "checkpoint_id", "checkpoint", "temperature",
+            "inclusion_probability"]
     short = table[table["further_active"] > 0][["checkpoint_id", "temperature"]]
     pool = mine.merge(short, on=["checkpoint_id", "temperature"])
     pool = pool[~pool["generation_id"].isin(set(calibration.items["generation_id"]))]
@@ -141,3 +147,48 @@ def _next_items(mine: pd.DataFrame, calibration: Calibration, table: pd.DataFram
     drawn = pareto_sample(pi, np.random.default_rng(seed))
     return pool.iloc[drawn].assign(inclusion_probability=pi[drawn])[cols].reset_index(drop=True)
 
+
+
+def judge_by_name(source: Store | Frames, judge: str | None,
+                  kind: PromptKind = PromptKind.UNSAFE) -> str:
+    """The judge id for a name as the views show it (`refusal`, `llm(template=harmbench)`), an
+    id or its first characters; None: the judge the report shows first."""
+    frames = frames_of(source)
+    names = judge_names(frames.outcomes) if len(frames.outcomes) else {}
+    if judge is None:  # the report's choice: kappa is a point estimate, few resamples will do
+        agreement = judge_agreement_summary(frames, n_boot=50) if len(frames.labels) else None
+        chosen = primary_judge(frames, agreement, kind=kind)
+        if chosen is None:
+            raise ValueError("no verdicts in the store: run a sweep or `run.py judge` first")
+        return chosen
+    matches = [j for j, name in names.items() if name == judge] or [
+        j for j in names if str(j).startswith(judge)]
+    if len(matches) != 1:
+        known = ", ".join(sorted(names.values())) or "none"
+        raise ValueError(f"--judge {judge!r} names {'no' if not matches else 'more than one'} "
+                         f"judge (judges: {known})")
+    return matches[0]
+
+
+def budget_text(budget: LabelBudget) -> str:
+    """The budget as the CLI prints it: one line per cell, then the next answers to label."""
+    lines = [f"further random labels for a {budget.target:.0%} half-width ({budget.level:.0%} "
+             f"CI) of each cell's own PPI++ harmfulness under judge {budget.judge}:",
+             f"  {'checkpoint':<28} {'T':>4} {'answers':>8} {'labels':>7} {'now':>6} "
+             f"{'uniform':>8} {'active':>8}"]
+    for row in budget.table.itertuples(index=False):
+        now = "-" if pd.isna(row.half_width) else f"{row.half_width:.3f}"
+        reachable = not math.isinf(row.further_uniform)
+        uniform, active = ((f"{int(row.further_uniform)}", f"{int(row.further_active)}")
+                           if reachable else ("-", "-"))
+        lines.append(f"  {str(row.checkpoint):<28} {row.temperature:>4g} {row.n:>8} "
+                     f"{row.n_own_labels:>7} {now:>6} {uniform:>8} {active:>8}"
+                     + ("" if reachable else
+                        f"  unreachable: all {row.n} answers labelled give +/-{row.floor:.3f}"))
+    if len(budget.next_items):
+        lines.append(f"next {len(budget.next_items)} answers to label (active draw; store each "
+                     "label with its inclusion probability):")
+        lines += [f"  {r.generation_id}  {r.checkpoint}, T={r.temperature:g}, "
+                  f"pi={r.inclusion_probability:.4f}"
+                  for r in budget.next_items.itertuples(index=False)]
+    return "\n".join(lines)

@@ -1,6 +1,7 @@
 """The three pipeline benchmarks run end to end with --smoke (a tiny random Llama on CPU), in
 process, and print one JSON line with positive throughput for the workbench path and the baseline;
-with --json the same line is appended to the file."""
+with --json the same line is appended to the file. So does the corrected-harmfulness benchmark,
+on a small synthetic sweep."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 
 import pytest
 
-from benchmarks import bench_generate, bench_judge, bench_train
+from benchmarks import bench_generate, bench_judge, bench_ppi, bench_train
 
 pytestmark = pytest.mark.slow
 
@@ -49,3 +50,12 @@ def test_judge_smoke(capsys):
     assert result["baseline"]["verdicts"] == result["workbench"]["verdicts"] == 24
     assert result["workbench"]["unparseable"] == 0  # read from probabilities: always a label
     assert result["ratio"] > 0
+
+
+def test_ppi_smoke(capsys, tmp_path):
+    path = tmp_path / "results.jsonl"
+    result = _run(bench_ppi.main, capsys, "--json", str(path), "--naive-resamples", "1")
+    assert result["benchmark"] == "ppi" and result["smoke"]
+    assert result["verdicts"] == 10_000 and result["labels"] == 3_000
+    assert 0 < result["estimates_s"] <= result["report_s"] and result["naive_s"] > 0
+    assert json.loads(path.read_text().splitlines()[-1]) == result

@@ -4,10 +4,14 @@ than uniform ones, and the next items come with their inclusion probabilities.""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+from sweep_builder import build_sweep
 
+import run
 from annotations.estimates import Calibration, cell_estimates
 from annotations.frames import Frames
 from annotations.label_budget import labels_needed
@@ -75,3 +79,25 @@ def test_an_unreachable_target_says_so_and_bad_targets_are_refused():
     assert np.isinf(row["further_uniform"])  # 40 answers cannot pin a rate to 2 points
     with pytest.raises(ValueError, match="half-width"):
         labels_needed(small, "j", target=0.7)
+
+
+def test_run_py_labels_needed_prints_the_same_budget(capsys, tmp_path):
+    sweep = build_sweep(tmp_path / "s.db")
+    argv = ["--store", str(tmp_path / "s.db"), "labels-needed", "--judge", "noisy",
+            "--half-width", "0.2", "--next", "5"]
+    assert run.main([*argv, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    budget = labels_needed(sweep.store, sweep.judges["noisy"], target=0.2, n_next=5)
+    assert shown["judge"] == "noisy" and shown["judge_id"] == sweep.judges["noisy"]
+    assert shown["table"] == json.loads(json.dumps(budget.to_dict()["table"], default=str))
+    assert [r["generation_id"] for r in shown["next_items"]] == list(
+        budget.next_items["generation_id"])
+    assert len(budget.table) == 10  # 5 checkpoints x 2 temperatures, 80 answers each
+    assert budget.table["further_uniform"].map(np.isfinite).all()
+    assert run.main(argv) == 0
+    text = capsys.readouterr().out
+    for row in budget.table.itertuples():
+        assert f"{row.checkpoint}" in text and f" {int(row.further_uniform)} " in text
+    assert run.main(["--store", str(tmp_path / "s.db"), "labels-needed", "--judge", "nope"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --judge 'nope' names no judge (judges: accurate, noisy)")
