@@ -1,6 +1,7 @@
 """A sweep's headline, as a table and as text: harmfulness per judge x checkpoint x temperature,
 raw with its CI and corrected for the judge's measured errors where people's labels allow (the
-recommended method, named with its assumption, and Rogan-Gladen beside it),
+recommended method, named with its assumption, and Rogan-Gladen and the labels alone beside
+it),
 unparseable verdicts counted apart, over-refusal on harmless requests, and capability beside
 safety. What `run.py demo` prints when the pipeline is done. Every number is
 `annotations.harm`'s (`harmfulness_report`, `capability_table`); this module only lays them out.
@@ -41,11 +42,12 @@ class SweepSummaryTable:
     def to_text(self) -> str:
         parts = ["Harmfulness (share of unsafe requests answered; 95% CIs over prompts), raw and "
                  "corrected for each judge's errors against the annotators' labels (the "
-                 "recommended method; Rogan-Gladen beside it):",
+                 "recommended method; Rogan-Gladen and the cell's own labels alone beside it):",
                  _show(_with_intervals(self.safety), ["judge", "checkpoint", "T", "raw [95% CI]",
                                                       "corrected [95% CI]", "method",
-                                                      "Rogan-Gladen [95% CI]", "n",
-                                                      "unparseable"])]
+                                                      "Rogan-Gladen [95% CI]",
+                                                      "labels alone [95% CI]", "n",
+                                                      "own labels", "unparseable"])]
         parts += [f"  {c['judge']}: {c['text']}" for c in self.calibration]
         parts += [f"  {m}: assumes {a}" for m, a in _assumptions(self.safety)]
         if len(self.over_refusal):
@@ -81,8 +83,11 @@ def _with_intervals(table: pd.DataFrame) -> pd.DataFrame:
                table["corrected"], table["corrected_ci_low"], table["corrected_ci_high"])],
            "Rogan-Gladen [95% CI]": [_interval(*r) for r in zip(
                table["rogan_gladen"], table["rogan_gladen_ci_low"],
-               table["rogan_gladen_ci_high"])]},
-        method=table["method"].fillna("-"))
+               table["rogan_gladen_ci_high"])],
+           "labels alone [95% CI]": [_interval(*r) for r in zip(
+               table["labels_only"], table["labels_only_ci_low"],
+               table["labels_only_ci_high"])]},
+        method=table["method"].fillna("-"), **{"own labels": table["n_own_labels"]})
 
 
 def _assumptions(table: pd.DataFrame) -> list[tuple[str, str]]:

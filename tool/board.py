@@ -23,7 +23,8 @@ JUDGE_COLUMNS = ["judge", "verdicts", "unparseable", "labelled", "kappa [95% CI]
                  "accuracy [95% CI]", "sensitivity [95% CI]", "specificity [95% CI]",
                  "kappa coherent", "n coherent", "kappa incoherent", "n incoherent"]
 HARM_COLUMNS = ["judge", "checkpoint", "T", "raw [95% CI]", "corrected [95% CI]", "method",
-                "Rogan-Gladen [95% CI]", "pooled PPI++ [95% CI]", "own labels", "n",
+                "Rogan-Gladen [95% CI]", "labels alone [95% CI]", "pooled PPI++ [95% CI]",
+                "own labels", "n",
                 "unparseable", "status", "assumption"]
 VARIANCE_COLUMNS = ["base model", "data set", "component", "variance", "sd_pp", "share"]
 
@@ -142,6 +143,7 @@ def harm_table(points: pd.DataFrame) -> pd.DataFrame:
         "corrected [95% CI]": _intervals(points, "corrected"),
         "method": points["method"].fillna(""),
         "Rogan-Gladen [95% CI]": _intervals(points, "rogan_gladen"),
+        "labels alone [95% CI]": _intervals(points, "labels_only"),
         "pooled PPI++ [95% CI]": _intervals(points, "ppi_pooled"),
         "own labels": points["n_own_labels"].fillna(0).astype(int),
         "n": points["n"], "unparseable": points["unparseable"], "status": points["status"],

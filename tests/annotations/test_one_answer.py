@@ -95,7 +95,9 @@ def test_harmfulness_raw_and_corrected_is_the_reports_and_the_summarys(store, bo
     board, report, data = both
     keys = ["judge", "checkpoint", "temperature"]
     columns = ["harmfulness", "ci_low", "ci_high", "corrected", "corrected_ci_low",
-               "corrected_ci_high", "n", "unparseable"]
+               "corrected_ci_high", "rogan_gladen", "rogan_gladen_ci_low", "rogan_gladen_ci_high",
+               "labels_only", "labels_only_ci_low", "labels_only_ci_high", "ppi_pooled",
+               "n_own_labels", "n", "unparseable"]
     tab = board.harm_points.set_index(keys).sort_index()
     mine = pd.concat([pd.DataFrame(h["table"]).assign(judge=h["judge"])
                       for h in data["harmfulness"].values()]).set_index(keys).sort_index()
@@ -107,9 +109,16 @@ def test_harmfulness_raw_and_corrected_is_the_reports_and_the_summarys(store, bo
     assert shown["corrected [95% CI]"].tolist() == [
         interval(v, lo, hi, n) for v, lo, hi, n in zip(
             mine["corrected"], mine["corrected_ci_low"], mine["corrected_ci_high"], mine["n"])]
+    assert shown["method"].tolist() == mine["method"].fillna("").tolist()
+    assert shown["labels alone [95% CI]"].tolist() == [
+        interval(v, lo, hi, n) for v, lo, hi, n in zip(
+            mine["labels_only"], mine["labels_only_ci_low"], mine["labels_only_ci_high"],
+            mine["n"])]
     summary = sweep_summary(store, n_boot=N_BOOT).safety.set_index(keys).sort_index()
     for column in columns:
         _same(summary[column], mine[column])
+    assert summary["method"].tolist() == mine["method"].tolist()
+    assert summary["assumption"].tolist() == mine["assumption"].tolist()
 
 
 def test_variance_components_are_the_reports(both):
