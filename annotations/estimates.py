@@ -189,14 +189,16 @@ def cell_estimates(block: pd.DataFrame, calibration: Calibration, own: pd.DataFr
     """PPI++ on the cell's own labels and on pooled ones, and the own labels alone, for one
     cell's parsed verdicts `block` (`own`: the calibration items in this cell). Rogan-Gladen
     comes from annotations.correction (it bootstraps)."""
-    return {Method.PPI_OWN: _own_ppi(block, own, level),
+    return {Method.PPI_OWN: own_ppi(block, own, level),
             Method.PPI_POOLED: _pooled_ppi(block, calibration, level),
             Method.LABELS_ONLY: (labels_only_harmfulness(
                 own["y"], level, calib_clusters=own["prompt_id"], calib_weights=own["weight"])
                 if len(own) >= 2 else None)}
 
 
-def _own_ppi(block: pd.DataFrame, own: pd.DataFrame, level: float) -> PPIRate | None:
+def own_ppi(block: pd.DataFrame, own: pd.DataFrame, level: float) -> PPIRate | None:
+    """PPI++ on the cell's own labels (`own`), stratified by coherence where both strata have
+    labels; None below two labels."""
     if len(own) < 2:
         return None
     judged_coherence, own_coherence = coherence_flags(block), own["coherence"].to_numpy()

@@ -10,7 +10,8 @@ at a judge score comes from the judge's random labels so far, per score bin and 
 (`annotations.estimates.Calibration`); before any label, from a calibrated judge's f (1 - f),
 or 1/4 for a judge that gives only verdicts.
 The cluster structure (several answers per prompt) is left out of this forecast: it is a plan,
-and the estimate itself carries it.
+and the estimate itself carries it. The table's current half-width is the report's own PPI++
+interval (`annotations.estimates.own_ppi`), not the forecast's.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from scipy.stats import norm
 
 from annotations.active import inclusion_probabilities, pareto_sample
 from annotations.agreement_tables import judge_agreement_summary, primary_judge
-from annotations.estimates import Calibration, scores
+from annotations.estimates import Calibration, own_ppi, scores
 from annotations.frames import Frames, frames_of, json_records, judge_names, select_outcomes
 from annotations.records import PromptKind
 from annotations.store import Store
@@ -63,8 +64,7 @@ def labels_needed(source: Store | Frames, judge_id: str, target: float = 0.05,
                          "prompts")
     calibration = Calibration.of(mine, frames.labels)
     residual = _residual_model(calibration)
-    z = float(norm.ppf(0.5 + level / 2))
-    rows = [_cell_row(key, block, calibration, residual, target, z)
+    rows = [_cell_row(key, block, calibration, residual, target, level)
             for key, block in mine.groupby(["checkpoint_id", "temperature"], sort=True)]
     table = pd.DataFrame(rows, columns=BUDGET_COLUMNS)
     table["checkpoint"] = table["checkpoint_id"].map(dict(zip(mine["checkpoint_id"],
@@ -107,7 +107,8 @@ def _expected_r2(block: pd.DataFrame, calibration: Calibration, residual: _Resid
 
 
 def _cell_row(key: tuple, block: pd.DataFrame, calibration: Calibration, residual: _Residual,
-              target: float, z: float) -> list:
+              target: float, level: float) -> list:
+    z = float(norm.ppf(0.5 + level / 2))
     f = scores(block)
     r2 = _expected_r2(block, calibration, residual)
     q = _relative_inclusion(f)
@@ -118,11 +119,11 @@ def _cell_row(key: tuple, block: pd.DataFrame, calibration: Calibration, residua
     # a cell cannot have more labels than answers: beyond them, more answers are needed
     needed = [math.inf if room <= 0 or (k := math.ceil(float(np.mean(per)) / room)) > len(f)
               else k for per in (r2, r2 / q)]
-    half = np.nan if len(own) < 2 else z * math.sqrt(
-        judged_var + float(np.mean(r2)) / len(own))
+    now = own_ppi(block, own, level)  # the report's own PPI++ interval, not a forecast
     further = [n if math.isinf(n) else max(0, n - len(own)) for n in needed]
     floor = z * math.sqrt(judged_var + float(np.mean(r2)) / len(f))  # every answer labelled
-    return [key[0], "", key[1], len(f), len(own), half, floor, *further]
+    return [key[0], "", key[1], len(f), len(own), np.nan if now is None else now.half_width,
+            floor, *further]
 
 
 def _relative_inclusion(f: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from sweep_builder import build_sweep
 import run
 from annotations.estimates import Calibration, cell_estimates
 from annotations.frames import Frames
+from annotations.harm import harmfulness_report
 from annotations.label_budget import labels_needed
 
 N = 3000
@@ -101,3 +102,17 @@ def test_run_py_labels_needed_prints_the_same_budget(capsys, tmp_path):
     assert run.main(["--store", str(tmp_path / "s.db"), "labels-needed", "--judge", "nope"]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: --judge 'nope' names no judge (judges: accurate, noisy)")
+
+
+def test_the_current_half_width_is_the_reports_own_ppi(tmp_path):
+    sweep = build_sweep(tmp_path / "s.db")
+    budget = labels_needed(sweep.store, sweep.judges["accurate"]).table
+    report = harmfulness_report(sweep.store, sweep.judges["accurate"], n_boot=100).table
+    shown = budget.merge(report, on=["checkpoint_id", "temperature"])
+    assert len(shown) == len(budget) == len(report)
+    has = shown["ppi_own"].notna()
+    assert has.any()
+    assert np.allclose(shown.loc[has, "half_width"],
+                       (shown["ppi_own_ci_high"] - shown["ppi_own_ci_low"])[has] / 2)
+    assert shown.loc[~has, "half_width"].isna().all()
+    assert (shown["n_own_labels_x"] == shown["n_own_labels_y"]).all()
