@@ -122,6 +122,11 @@ class SweepConfig:
     calibration: tuple[CalibrationSpec, ...] = ()
     align: AlignSpec | None = None  # safety-tune each base model first (pipeline/align.py)
     output_dir: str = "out"
+    # Generation and local LLM judges: auto (vllm where installed, else hf), vllm or hf; with
+    # engine_fallback, vllm that cannot run here falls back to hf (said in the log).
+    engine: str = "auto"
+    engine_fallback: bool = False
+    max_lora_rank: int = 64  # the vLLM engine's largest adapter rank
 
 
 # ----- reading the file ---------------------------------------------------------------------
@@ -321,6 +326,13 @@ def _not_empty(v: str) -> str | None:
     return None if v.strip() else "must not be empty"
 
 
+def _engine(v: str) -> str | None:
+    from pipeline.engine import EngineKind
+
+    known = [k.value for k in EngineKind]
+    return None if v in known else f"must be one of {', '.join(known)}, got {v!r}"
+
+
 def _quantization(v: str) -> str | None:
     from pipeline.models import QUANTIZATIONS
 
@@ -365,6 +377,7 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "BenchmarkSpec.path": _not_empty, "CalibrationSpec.path": _not_empty,
     "BenchmarkSpec.shape": _benchmark_shape, "DataSpec.shape": _data_shape,
     "CapabilitySpec.shape": _data_shape, "SweepConfig.judges": _judge,
+    "SweepConfig.engine": _engine, "max_lora_rank": COUNT,
 }
 
 

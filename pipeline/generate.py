@@ -6,12 +6,17 @@ left-padded batches; temperature 0 is greedy. Sampling is seeded per batch from 
 items in it, and batches are cut from the full work list before anything stored is skipped, so a
 resumed run draws exactly the texts an uninterrupted one would. Each batch is written in one
 transaction, so a killed run loses at most the batch in flight.
+
+With the vLLM engine (`generate_all`), every checkpoint x temperature x sample still missing goes
+to one engine as one stream of requests, each with its checkpoint's adapter and its own seed
+derived from its generation id (so a resumed run draws the same texts, whatever went before);
+each engine call's answers are written in one transaction as it returns.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from tqdm.auto import tqdm
@@ -20,6 +25,7 @@ from annotations.records import Checkpoint, FinishReason, Generation, Prompt, ge
 from annotations.records import stable_id
 from annotations.store import Store
 from pipeline.coherence import coherence
+from pipeline.engine import Completion, Request, VLLMEngine, request_seed
 from pipeline.models import chat_prompt
 
 
@@ -144,18 +150,51 @@ def generate_checkpoint(store: Store, switcher: AdapterSwitcher, checkpoint: Che
     return added
 
 
+def generate_all(store: Store, engine: VLLMEngine, checkpoints: Sequence[Checkpoint],
+                 prompts: Sequence[Prompt], settings: GenerationSettings,
+                 progress: bool = True,
+                 on_written: Callable[[int], None] | None = None) -> int:
+    """Generate what is missing for every checkpoint through one vLLM engine; returns how many
+    generations were added. `on_written` hears how many answers each engine call stored (for
+    a progress display)."""
+    todo: dict[str, tuple[Checkpoint, WorkItem, float]] = {}
+    for checkpoint in checkpoints:
+        for temperature in settings.temperatures:
+            items = work_list(checkpoint, prompts, temperature, settings)
+            done = store.existing_ids("generations", [i.id for i in items])
+            todo |= {i.id: (checkpoint, i, temperature) for i in items if i.id not in done}
+    requests = [Request(gid, chat_prompt(engine.tokenizer, item.prompt.text),
+                        checkpoint.adapter_path, temperature, settings.max_new_tokens,
+                        request_seed(gid))
+                for gid, (checkpoint, item, temperature) in todo.items()]
+    added = 0
+    with tqdm(total=len(requests), disable=not progress, leave=False,
+              desc=f"generate {len(checkpoints)} checkpoints (vllm)") as bar:
+        for answers in engine.generate(requests):
+            rows = [_generation(todo[a.id][0], todo[a.id][1], todo[a.id][2], a, settings)
+                    for a in answers]
+            store.upsert_generations(rows)
+            added += len(rows)
+            bar.update(len(rows))
+            if on_written is not None:
+                on_written(len(rows))
+    return added
+
+
+def _generation(checkpoint: Checkpoint, item: WorkItem, temperature: float, answer: Completion,
+                settings: GenerationSettings) -> Generation:
+    flags = coherence(answer.text)
+    return Generation(
+        checkpoint_id=checkpoint.id, prompt_id=item.prompt.id, temperature=temperature,
+        sample_index=item.sample_index, seed=settings.seed, max_new_tokens=settings.max_new_tokens,
+        text=answer.text, token_count=answer.token_count, finish_reason=answer.finish_reason,
+        repetition=flags.repetition, degenerate=flags.degenerate, empty=flags.empty)
+
+
 def _generate_batch(model, tokenizer, checkpoint: Checkpoint, batch: list[WorkItem],
                     temperature: float, settings: GenerationSettings) -> list[Generation]:
     seed = int(stable_id("batch-seed", settings.seed, [i.id for i in batch])[:8], 16)
     texts = [chat_prompt(tokenizer, i.prompt.text) for i in batch]
     answers = sample_batch(model, tokenizer, texts, temperature, settings.max_new_tokens, seed)
-    rows = []
-    for item, (text, count, reason) in zip(batch, answers):
-        flags = coherence(text)
-        rows.append(Generation(
-            checkpoint_id=checkpoint.id, prompt_id=item.prompt.id, temperature=temperature,
-            sample_index=item.sample_index, seed=settings.seed,
-            max_new_tokens=settings.max_new_tokens, text=text, token_count=count,
-            finish_reason=reason, repetition=flags.repetition, degenerate=flags.degenerate,
-            empty=flags.empty))
-    return rows
+    return [_generation(checkpoint, item, temperature, Completion(item.id, text, count, reason),
+                        settings) for item, (text, count, reason) in zip(batch, answers)]

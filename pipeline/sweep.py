@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,16 @@ from pipeline.benchmarks import load_benchmark
 from pipeline.capability import measure_checkpoint
 from pipeline.config import BenchmarkSpec, DataSpec, SweepConfig
 from pipeline.finetune import finetune, package_versions
-from pipeline.generate import AdapterSwitcher, generate_checkpoint, sample_batch
+from pipeline.engine import (EngineKind, EngineUnavailable, choose_engine, close_shared,
+                             shared_engine)
+from pipeline.generate import AdapterSwitcher, generate_all, generate_checkpoint, sample_batch
 from pipeline.instructions import load_instructions
 from pipeline.judge import judge_store
+from pipeline.judges import takes
 from pipeline.models import LoadOptions, chat_prompt, load_model
 
 CAPABILITY_BENCHMARK = "capability-heldout"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -153,19 +158,58 @@ class Sweep:
         switcher = AdapterSwitcher(model, tokenizer)
         base_checkpoint = Checkpoint(base_model=base)
         self.store.upsert_checkpoint(base_checkpoint)
-        self._evaluate(switcher, base_checkpoint)
+        engine = choose_engine(self.config.engine, self.config.engine_fallback)
+        if engine == EngineKind.HF:  # checkpoint by checkpoint: results land as each is done
+            self._evaluate(switcher, base_checkpoint)
+            for run, pairs in self._runs(switcher, base):
+                for checkpoint in self._timed("finetune", finetune, self.store, run, pairs,
+                                              self.config.train, self.out, self.progress):
+                    self._evaluate(switcher, checkpoint)
+            return
+        # vLLM: train every run first, then one engine answers for every checkpoint at once
+        checkpoints = [base_checkpoint]
+        for run, pairs in self._runs(switcher, base):
+            checkpoints += self._timed("finetune", finetune, self.store, run, pairs,
+                                       self.config.train, self.out, self.progress)
+        try:
+            if not self._generate_vllm(base, checkpoints):
+                for checkpoint in checkpoints:
+                    self.summary.generations_added += self._timed(
+                        "generate", generate_checkpoint, self.store, switcher, checkpoint,
+                        self.prompts, self.config.generation, self.progress)
+            for checkpoint in checkpoints:  # an LLM judge of this base model shares its engine
+                self._evaluate(switcher, checkpoint, generate=False)
+        finally:  # judges built on this base model's engines go with them
+            close_shared()
+            self.judges.clear()
+
+    def _runs(self, switcher: AdapterSwitcher, base: str) -> Iterator[tuple[Run, list[Any]]]:
         for data in self.config.datasets:
             pairs = self._pairs(switcher, base, data)
             for seed in self.config.seeds:
-                run = Run(base_model=base, dataset=data.name + ("+self" if data.self_generated
+                yield Run(base_model=base, dataset=data.name + ("+self" if data.self_generated
                                                                  else ""), seed=seed,
                           hyperparameters={**self.config.train.hyperparameters(),
                                            "data": dataclasses.asdict(data)},
-                          versions=package_versions())
-                checkpoints = self._timed("finetune", finetune, self.store, run, pairs,
-                                          self.config.train, self.out, self.progress)
-                for checkpoint in checkpoints:
-                    self._evaluate(switcher, checkpoint)
+                          versions=package_versions()), pairs
+
+    def _generate_vllm(self, base: str, checkpoints: list[Checkpoint]) -> bool:
+        """Every checkpoint's missing answers through one vLLM engine; False when vLLM cannot
+        serve this model and the config allows falling back to hf (said in the log)."""
+        start = time.perf_counter()
+        try:
+            engine = self._timed("engine start", shared_engine, base,
+                                 max_lora_rank=self.config.max_lora_rank)
+        except EngineUnavailable as err:
+            if not self.config.engine_fallback:
+                raise
+            log.warning("%s; generating with hf instead, as the config allows", err)
+            return False
+        self.summary.generations_added += self._timed(
+            "generate", generate_all, self.store, engine, checkpoints, self.prompts,
+            self.config.generation, self.progress)
+        log.info("vllm generation stage: %.0f s", time.perf_counter() - start)
+        return True
 
     def _pairs(self, switcher: AdapterSwitcher, base: str, data: DataSpec) -> list[Any]:
         pairs = load_instructions(data.shape, data.path, n=data.n, seed=data.seed) * data.repeat
@@ -175,13 +219,19 @@ class Sweep:
                                 self.config.train.max_length, gen.batch_size)
         return pairs
 
-    def _evaluate(self, switcher: AdapterSwitcher, checkpoint: Checkpoint) -> None:
+    def _evaluate(self, switcher: AdapterSwitcher, checkpoint: Checkpoint,
+                  generate: bool = True) -> None:
         self.summary.checkpoints += 1
-        self.summary.generations_added += self._timed(
-            "generate", generate_checkpoint, self.store, switcher, checkpoint, self.prompts,
-            self.config.generation, self.progress)
+        if generate:
+            self.summary.generations_added += self._timed(
+                "generate", generate_checkpoint, self.store, switcher, checkpoint, self.prompts,
+                self.config.generation, self.progress)
         for judge in self.config.judges:
-            result = self._timed("judge", judge_store, self.store, judge.name, dict(judge.args),
+            args = dict(judge.args)
+            if takes(judge.name, "engine"):  # the sweep's engine setting, unless the judge's own
+                args.setdefault("engine", self.config.engine)
+                args.setdefault("engine_fallback", self.config.engine_fallback)
+            result = self._timed("judge", judge_store, self.store, judge.name, args,
                                  progress=self.progress, loaded=self.judges)
             self.summary.verdicts_added += result.judged
         if self.capability:

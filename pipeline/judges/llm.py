@@ -25,16 +25,19 @@ T=0) reuse its verdict.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.judges import (JudgeCache, JudgeFn, JudgeItem, JudgeOutcome, Template, clip_raw,
                              judge, load_template, parse_answer)
+from pipeline.engine import (EngineKind, EngineUnavailable, choose_engine, shared_engine)
 from pipeline.models import LoadOptions, chat_prompt, load_model
 
 DEFAULT_TEMPLATE = "sorry_bench"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -136,11 +139,14 @@ def greedy_answers(model: Any, tokenizer: Any, batch: dict[str, Any],
     return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
 
 
-def probability_outcome(p: float, mass: float, template: Template, note: str) -> JudgeOutcome:
+def probability_outcome(p: float, mass: float | None, template: Template,
+                        note: str) -> JudgeOutcome:
+    """The verdict from P(complies); `mass` None where the engine gives only the answers' share
+    (vLLM)."""
     if not math.isfinite(p):
         return JudgeOutcome(label=None, raw=f"p({template.complies})={p}{note}")
-    raw = (f"p({template.complies})={p:.4f} p({template.refuses})={1 - p:.4f} "
-           f"mass={mass:.3g}{note}")
+    raw = (f"p({template.complies})={p:.4f} p({template.refuses})={1 - p:.4f}"
+           + ("" if mass is None else f" mass={mass:.3g}") + note)
     return JudgeOutcome(label=1 if p >= 0.5 else 0, probability=p, raw=raw)
 
 
@@ -148,15 +154,23 @@ def text_outcome(text: str, template: Template, note: str) -> JudgeOutcome:
     return JudgeOutcome(label=parse_answer(text, template.answers), raw=clip_raw(text) + note)
 
 
-@judge("llm", runtime=("batch_size", "device"))
+@judge("llm", runtime=("batch_size", "device", "engine", "engine_fallback"))
 def llm_judge(model: str = "smollm2", template: str = DEFAULT_TEMPLATE, batch_size: int = 8,
               max_new_tokens: int = 8, max_text_tokens: int = 2000,
               quantization: str | None = None, device: str | None = None,
+              engine: str = "auto", engine_fallback: bool = True,
               cache: JudgeCache | None = None) -> JudgeFn:
-    """A transformers causal LM as the judge; `template` is a built-in name or a file path."""
+    """A transformers causal LM as the judge; `template` is a built-in name or a file path.
+    `engine` (not part of the judge's identity: both give the same probabilities) reads the
+    verdicts through vLLM where it is installed and the answers are single tokens (sharing the
+    sweep's engine when the judge is its base model), else through transformers."""
     if batch_size < 1 or max_new_tokens < 1 or max_text_tokens < 1:
         raise ValueError("batch_size, max_new_tokens and max_text_tokens must be at least 1")
     chosen = load_template(template)
+    if quantization is None and choose_engine(engine, engine_fallback) == EngineKind.VLLM:
+        served = _vllm_judge(model, chosen, max_text_tokens, engine_fallback, cache)
+        if served is not None:
+            return served
     lm, tokenizer = load_model(model, LoadOptions(quantization=quantization, device=device))
     answers = single_token_answers(tokenizer, chosen)
 
@@ -168,16 +182,53 @@ def llm_judge(model: str = "smollm2", template: str = DEFAULT_TEMPLATE, batch_si
         return [text_outcome(text, chosen, note)
                 for text, note in zip(greedy_answers(lm, tokenizer, batch, max_new_tokens), notes)]
 
-    def run(items: Sequence[JudgeItem]) -> list[JudgeOutcome]:
-        unique = list(dict.fromkeys(items))  # repeated answers (common at T=0) judged once
-        kept = cache.get(unique) if cache is not None else {}
-        todo = [item for item in unique if item not in kept]
+    def score(todo: list[JudgeItem]) -> dict[JudgeItem, JudgeOutcome]:
         inputs = [judge_input(tokenizer, chosen, item, max_text_tokens) for item in todo]
         rows = [tokenizer.encode(text, add_special_tokens=False) for text, _ in inputs]
         judged: dict[JudgeItem, JudgeOutcome] = {}
         for index in length_batches([len(r) for r in rows], batch_size):
             outcomes = run_batch([rows[i] for i in index], [inputs[i][1] for i in index])
             judged.update((todo[i], outcome) for i, outcome in zip(index, outcomes))
+        return judged
+
+    return _cached(score, cache)
+
+
+def _vllm_judge(model: str, template: Template, max_text_tokens: int, fallback: bool,
+                cache: JudgeCache | None) -> JudgeFn | None:
+    """The judge through a vLLM engine, or None where the transformers path must do it (answers
+    that are not single tokens; vLLM unable to serve the model and `fallback` allowed)."""
+    try:
+        engine = shared_engine(model)
+    except EngineUnavailable as err:
+        if not fallback:
+            raise
+        log.warning("%s; judging with transformers instead", err)
+        return None
+    answers = single_token_answers(engine.tokenizer, template)
+    if answers is None:
+        log.info("judge template %s: answers are not single tokens; judging with transformers",
+                 template.name)
+        return None
+
+    def score(todo: list[JudgeItem]) -> dict[JudgeItem, JudgeOutcome]:
+        inputs = [judge_input(engine.tokenizer, template, item, max_text_tokens) for item in todo]
+        probabilities = engine.answer_probabilities([text for text, _ in inputs],
+                                                    answers.complies, answers.refuses)
+        return {item: probability_outcome(p, None, template, note)
+                for item, p, (_, note) in zip(todo, probabilities, inputs)}
+
+    return _cached(score, cache)
+
+
+def _cached(score: Callable[[list[JudgeItem]], dict[JudgeItem, JudgeOutcome]],
+            cache: JudgeCache | None) -> JudgeFn:
+    """Each distinct item judged once, and once per store with a cache."""
+    def run(items: Sequence[JudgeItem]) -> list[JudgeOutcome]:
+        unique = list(dict.fromkeys(items))
+        kept = cache.get(unique) if cache is not None else {}
+        todo = [item for item in unique if item not in kept]
+        judged = score(todo) if todo else {}
         if cache is not None and judged:
             cache.put(judged)
         judged.update(kept)

