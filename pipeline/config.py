@@ -109,6 +109,34 @@ class CapabilitySpec:
 
 
 @dataclass(frozen=True)
+class ServedCheckpoint:
+    """A checkpoint an endpoint serves, under the endpoint's name `model`: the base (epoch 0,
+    no dataset) or an epoch of a fine-tuning run on `dataset` with `seed`."""
+
+    model: str
+    epoch: int = 0
+    dataset: str | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """Checkpoints that live at an OpenAI-compatible endpoint (`vllm serve --enable-lora`,
+    SGLang, Ollama, a hosted fine-tuning API): generated, judged and analysed like local ones.
+    `name` is the base model's name in the store; see pipeline/endpoint.py."""
+
+    name: str
+    base_url: str
+    checkpoints: tuple[ServedCheckpoint, ...] = ()
+    api_key_env: str | None = None  # the variable holding the API key, if one is needed
+    concurrency: int = 8  # requests in flight at once
+    max_retries: int = 5
+    timeout: float = 120.0
+    backoff: float = 1.0
+    max_backoff: float = 30.0
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str
     base_models: tuple[str, ...] = ("smollm2",)
@@ -127,6 +155,7 @@ class SweepConfig:
     engine: str = "auto"
     engine_fallback: bool = False
     max_lora_rank: int = 64  # the vLLM engine's largest adapter rank
+    endpoints: tuple[EndpointSpec, ...] = ()  # checkpoints served elsewhere (see above)
 
 
 # ----- reading the file ---------------------------------------------------------------------
@@ -333,6 +362,21 @@ def _engine(v: str) -> str | None:
     return None if v in known else f"must be one of {', '.join(known)}, got {v!r}"
 
 
+def _base_url(v: str) -> str | None:
+    from pipeline.http_client import check_base_url
+
+    return check_base_url(v)
+
+
+def _served(v: ServedCheckpoint) -> str | None:
+    if (v.dataset is None) != (v.seed is None):
+        return "a fine-tuned checkpoint needs both its dataset and its seed (the base neither)"
+    if (v.dataset is None) != (v.epoch == 0):
+        return ("epoch 0 is the base model (no dataset, no seed); a fine-tuned checkpoint's "
+                "epoch is 1 or more")
+    return None
+
+
 def _quantization(v: str) -> str | None:
     from pipeline.models import QUANTIZATIONS
 
@@ -377,7 +421,9 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "BenchmarkSpec.path": _not_empty, "CalibrationSpec.path": _not_empty,
     "BenchmarkSpec.shape": _benchmark_shape, "DataSpec.shape": _data_shape,
     "CapabilitySpec.shape": _data_shape, "SweepConfig.judges": _judge,
-    "SweepConfig.engine": _engine, "max_lora_rank": COUNT,
+    "SweepConfig.engine": _engine, "max_lora_rank": COUNT, "base_url": _base_url,
+    "EndpointSpec.checkpoints": _served, "concurrency": COUNT, "max_retries": _at_least(0),
+    "timeout": _positive, "ServedCheckpoint.epoch": _at_least(0),
 }
 
 

@@ -5,6 +5,7 @@
                            epoch 0 = the base itself: generate, judge, measure capability
       for each data set x seed:   fine-tune (a checkpoint per epoch), then for each checkpoint:
                                   generate, judge, measure capability
+    for each endpoint:     its served checkpoints: generate, judge, measure capability
 
 Every stage skips what the store already holds, so a sweep killed at any point and started again
 finishes the same work without redoing or duplicating anything. Results land checkpoint by
@@ -32,7 +33,8 @@ from annotations.store import Store
 from pipeline.align import align
 from pipeline.benchmarks import load_benchmark
 from pipeline.capability import measure_checkpoint
-from pipeline.config import BenchmarkSpec, DataSpec, SweepConfig
+from pipeline.config import BenchmarkSpec, DataSpec, EndpointSpec, SweepConfig
+from pipeline.endpoint import generate_endpoint, measure_endpoint_capability, register
 from pipeline.finetune import finetune, package_versions
 from pipeline.engine import (EngineKind, EngineUnavailable, choose_engine, close_shared,
                              shared_engine)
@@ -51,12 +53,14 @@ class SweepSummary:
     checkpoints: int = 0
     generations_added: int = 0
     verdicts_added: int = 0
+    not_answered: int = 0  # endpoint requests that failed: asked again on the next run
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def to_dict(self) -> dict[str, Any]:
         return {"checkpoints": self.checkpoints, "generations_added": self.generations_added,
-                "verdicts_added": self.verdicts_added, "seconds": round(self.seconds, 1),
+                "verdicts_added": self.verdicts_added, "not_answered": self.not_answered,
+                "seconds": round(self.seconds, 1),
                 "stages": {k: round(v, 1) for k, v in self.stages.items()}}
 
 
@@ -143,6 +147,8 @@ class Sweep:
             if self.config.align is not None:
                 base = self._timed("align", align, base, self.config.align, self.progress)
             self._base_model(base)
+        for endpoint in self.config.endpoints:
+            self._endpoint(endpoint)
         self.summary.seconds = time.perf_counter() - start
         return self.summary
 
@@ -226,6 +232,29 @@ class Sweep:
             self.summary.generations_added += self._timed(
                 "generate", generate_checkpoint, self.store, switcher, checkpoint, self.prompts,
                 self.config.generation, self.progress)
+        self._judge()
+        if self.capability:
+            spec = self.config.capability
+            self._timed("capability", measure_checkpoint, self.store, switcher, checkpoint,
+                        self.capability, CAPABILITY_BENCHMARK, spec.max_new_tokens,
+                        spec.batch_size)
+
+    def _endpoint(self, endpoint: EndpointSpec) -> None:
+        served = register(self.store, endpoint)
+        self.summary.checkpoints += len(served)
+        result = self._timed("generate", generate_endpoint, self.store, endpoint, served,
+                             self.prompts, self.config.generation, self.progress)
+        self.summary.generations_added += result.added
+        self.summary.not_answered += result.failures
+        self._judge()
+        if self.capability:
+            for item in served:
+                self._timed("capability", measure_endpoint_capability, self.store, endpoint,
+                            item, self.capability, CAPABILITY_BENCHMARK,
+                            self.config.capability.max_new_tokens)
+
+    def _judge(self) -> None:
+        """Every judge over every answer it has not judged yet."""
         for judge in self.config.judges:
             args = dict(judge.args)
             if takes(judge.name, "engine"):  # the sweep's engine setting, unless the judge's own
@@ -234,11 +263,6 @@ class Sweep:
             result = self._timed("judge", judge_store, self.store, judge.name, args,
                                  progress=self.progress, loaded=self.judges)
             self.summary.verdicts_added += result.judged
-        if self.capability:
-            spec = self.config.capability
-            self._timed("capability", measure_checkpoint, self.store, switcher, checkpoint,
-                        self.capability, CAPABILITY_BENCHMARK, spec.max_new_tokens,
-                        spec.batch_size)
 
 
 def run_sweep(store: Store, config: SweepConfig, progress: bool = True) -> SweepSummary:

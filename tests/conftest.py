@@ -62,6 +62,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def build_llama():
+    """`build_tiny_llama`, for modules that want a tiny Llama of another size."""
+    return build_tiny_llama
+
+
+@pytest.fixture(scope="session")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One converted-model cache for the whole session (converting SmolLM2 takes ~20 s)."""
     return tmp_path_factory.mktemp("model-cache")

@@ -30,123 +30,35 @@ that; asking again at temperature 0 would not change it); errors never are.
 
 from __future__ import annotations
 
-import os
-import threading
+import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
-from tenacity import (RetryCallState, Retrying, retry_if_exception_type, retry_if_result,
-                      stop_after_attempt, wait_exponential, wait_random_exponential)
 
+from pipeline.http_client import (Breaker, Reply, RetryPolicy, api_headers, chat_content,
+                                  check_base_url, parse_retry_after, post)
 from pipeline.judges import (MAX_RAW_CHARS, JudgeCache, JudgeFn, JudgeItem, JudgeOutcome,
                              JudgeUnavailable, Template, clip_raw, judge, load_template,
                              parse_answer)
 
+__all__ = ["RetryPolicy", "parse_retry_after", "http_judge"]
+
 DEFAULT_TEMPLATE = "sorry_bench"
-FATAL_STATUS = {401, 403, 404, 405, 407}
 
 
-def transient(response: httpx.Response) -> bool:
-    return response.status_code in (408, 429) or response.status_code >= 500
-
-
-# timeouts, refused connections and broken streams, and 408, 429 and 5xx answers
-RETRIED = retry_if_exception_type(httpx.RequestError) | retry_if_result(transient)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_retries: int = 5
-    backoff: float = 1.0  # seconds before the first retry, doubled each time
-    max_backoff: float = 30.0
-
-    def wait(self, state: RetryCallState) -> float:
-        given = None if state.outcome.failed else state.outcome.result().headers.get("retry-after")
-        if (seconds := parse_retry_after(given)) is not None:
-            return min(seconds, self.max_backoff)
-        half = {"multiplier": self.backoff / 2, "max": self.max_backoff / 2}
-        # half of each step fixed, half random (jitter: parallel clients spread out)
-        return (wait_exponential(**half) + wait_random_exponential(**half))(state)
-
-    def retrying(self) -> Retrying:  # once out of attempts: the last response, or its error
-        return Retrying(stop=stop_after_attempt(self.max_retries + 1), wait=self.wait,
-                        retry=RETRIED, retry_error_callback=lambda state: state.outcome.result())
-
-    def gave_up(self, error: str) -> Reply:
-        attempts = self.max_retries + 1
-        return Reply(None, f"gave up after {attempts} attempts: {error}", transient=True)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date), None if unreadable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
-@dataclass(frozen=True)
-class Reply:
-    text: str | None  # the answer, when a 2xx came back with a well-formed body
-    error: str = ""
-    transient: bool = False  # retries ran out: ask again on the next run
-
-
-def read_answer(response: httpx.Response) -> Reply:
-    try:
-        content = response.json()["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return Reply(None, f"malformed response (HTTP {response.status_code}): {response.text}")
-    if not isinstance(content, str):
-        return Reply(None, f"no answer text in response: {response.text}")
-    return Reply(content)
-
-
-def ask(client: httpx.Client, url: str, body: dict[str, Any], policy: RetryPolicy) -> Reply:
-    """One chat completion, retried as `policy` says."""
-    try:
-        response = policy.retrying()(client.post, url, json=body)
-    except httpx.RequestError as err:  # timeouts, refused connections, broken streams
-        return policy.gave_up(f"{type(err).__name__}: {err}")
-    status = response.status_code
-    if transient(response):
-        return policy.gave_up(f"HTTP {status}: {response.text[:500]}")
-    if status in FATAL_STATUS:
-        raise JudgeUnavailable(f"HTTP {status} from {url}: {response.text[:500]}")
-    if status >= 400:
-        return Reply(None, f"HTTP {status}: {response.text}")
-    return read_answer(response)
-
-
-class Breaker:
-    """Counts items in a row whose retries ran out; open once there are `limit` of them."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.failures = 0
-        self._lock = threading.Lock()
-
-    def record(self, transient: bool) -> None:
-        with self._lock:
-            self.failures = self.failures + 1 if transient else 0
-
-    @property
-    def open(self) -> bool:
-        return self.failures >= self.limit
+def ask(client: httpx.Client, url: str, body: dict[str, Any], policy: RetryPolicy
+        ) -> tuple[str | None, Reply]:
+    """One chat completion, retried as `policy` says: (its answer text or None, the reply)."""
+    reply = post(client, url, body, policy, JudgeUnavailable)
+    if reply.body is None:
+        return None, reply
+    text = chat_content(reply)
+    if text is None:
+        return None, Reply(None, f"malformed response (no answer text): {json.dumps(reply.body)}")
+    return text, reply
 
 
 def cut(text: str, limit: int) -> tuple[str, bool]:
@@ -176,15 +88,6 @@ def error_outcome(reply: Reply, note: str) -> JudgeOutcome:
     return JudgeOutcome(label=None, raw=clip_raw(reply.error) + note, retry=reply.transient)
 
 
-def api_headers(api_key_env: str | None) -> dict[str, str]:
-    if not api_key_env:
-        return {}
-    key = os.environ.get(api_key_env)
-    if not key:
-        raise JudgeUnavailable(f"the HTTP judge's API key variable ${api_key_env} is not set")
-    return {"Authorization": f"Bearer {key}"}
-
-
 @judge("http", runtime=("api_key_env", "concurrency", "max_retries", "timeout", "backoff",
                         "max_backoff"))
 def http_judge(base_url: str, model: str, template: str = DEFAULT_TEMPLATE,
@@ -193,28 +96,28 @@ def http_judge(base_url: str, model: str, template: str = DEFAULT_TEMPLATE,
                timeout: float = 60.0, backoff: float = 1.0, max_backoff: float = 30.0,
                cache: JudgeCache | None = None) -> JudgeFn:
     """A judge behind `{base_url}/chat/completions`; `api_key_env` names the key's variable."""
-    if not base_url.startswith(("http://", "https://")):
-        raise ValueError(f"base_url must start with http:// or https://, not {base_url!r}")
+    if (problem := check_base_url(base_url)) is not None:
+        raise ValueError(problem)
     if concurrency < 1 or max_retries < 0 or timeout <= 0:
         raise ValueError("concurrency must be at least 1, max_retries at least 0, timeout > 0")
     chosen = load_template(template)
     url = base_url.rstrip("/") + "/chat/completions"
-    headers = api_headers(api_key_env)
+    headers = api_headers(api_key_env, "the HTTP judge", JudgeUnavailable)
     policy = RetryPolicy(max_retries, backoff, max_backoff)
 
     def body(request: Request) -> dict[str, Any]:
         return {"model": model, "temperature": temperature, "max_tokens": max_tokens,
                 "messages": [{"role": "user", "content": request.message}]}
 
-    def send(requests: dict[JudgeItem, Request]) -> dict[JudgeItem, Reply]:
+    def send(requests: dict[JudgeItem, Request]) -> dict[JudgeItem, tuple[str | None, Reply]]:
         breaker = Breaker(concurrency)
 
-        def one(request: Request) -> Reply:
+        def one(request: Request) -> tuple[str | None, Reply]:
             if breaker.open:
-                return Reply(None, "not sent: the endpoint kept failing", transient=True)
-            reply = ask(client, url, body(request), policy)
+                return None, Reply(None, "not sent: the endpoint kept failing", transient=True)
+            text, reply = ask(client, url, body(request), policy)
             breaker.record(reply.transient)
-            return reply
+            return text, reply
 
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         with httpx.Client(timeout=timeout, headers=headers, limits=limits) as client:
@@ -229,12 +132,12 @@ def http_judge(base_url: str, model: str, template: str = DEFAULT_TEMPLATE,
         requests = {item: build_request(chosen, item, max_text_chars) for item in items}
         kept = cache.get(list(requests)) if cache is not None else {}
         replies = send({item: r for item, r in requests.items() if item not in kept})
-        answered = {item: answer_outcome(clip_raw(reply.text), chosen, requests[item].note)
-                    for item, reply in replies.items() if reply.text is not None}
+        answered = {item: answer_outcome(clip_raw(text), chosen, requests[item].note)
+                    for item, (text, _) in replies.items() if text is not None}
         if cache is not None and answered:
             cache.put(answered)
         failed = {item: error_outcome(reply, requests[item].note)
-                  for item, reply in replies.items() if reply.text is None}
+                  for item, (text, reply) in replies.items() if text is None}
         outcomes = {**kept, **answered, **failed}
         return [outcomes[item] for item in items]
 

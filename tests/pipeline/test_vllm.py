@@ -49,10 +49,8 @@ def _adapter(model_dir: Path, folder: Path, seed: int, rank: int = 4) -> str:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    from conftest import build_tiny_llama
-
-    return build_tiny_llama(tmp_path_factory.mktemp("vllm-llama"), hidden_size=128, heads=2,
+def model_dir(tmp_path_factory, build_llama) -> Path:
+    return build_llama(tmp_path_factory.mktemp("vllm-llama"), hidden_size=128, heads=2,
                             kv_heads=1)
 
 
