@@ -53,23 +53,31 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
     return float(sum(scores) / len(scores)) if scores else 0.0
 
 
-def measure_checkpoint(store: Store, switcher: AdapterSwitcher, checkpoint: Checkpoint,
-                       prompts: Sequence[Prompt], benchmark: str, max_new_tokens: int = 64,
-                       batch_size: int = 32) -> list[CapabilityScore]:
-    """Both scores for one checkpoint, skipped when already stored."""
+def measured(store: Store, checkpoint: Checkpoint, prompts: Sequence[Prompt],
+             benchmark: str) -> bool:
     wanted = [CapabilityScore(checkpoint_id=checkpoint.id, metric=m, benchmark=benchmark,
                               value=0.0, n=len(prompts)) for m in METRICS]
-    if store.existing_ids("capability", [s.id for s in wanted]) == {s.id for s in wanted}:
+    return store.existing_ids("capability", [s.id for s in wanted]) == {s.id for s in wanted}
+
+
+def measure_checkpoint(store: Store, switcher: AdapterSwitcher, checkpoint: Checkpoint,
+                       prompts: Sequence[Prompt], benchmark: str, max_new_tokens: int = 64,
+                       batch_size: int = 32, answers: Sequence[str] | None = None,
+                       ) -> list[CapabilityScore]:
+    """Both scores for one checkpoint, skipped when already stored. `answers`: the greedy
+    answers, when an engine already drew them (else drawn here with transformers)."""
+    if measured(store, checkpoint, prompts, benchmark):
         return []
     tok = switcher.tokenizer
     with switcher.use(checkpoint) as model:
         loss = reference_loss(model, tok, prompts)
-        answers: list[str] = []
-        for start in range(0, len(prompts), batch_size):
-            chunk = prompts[start:start + batch_size]
-            out = sample_batch(model, tok, [chat_prompt(tok, p.text) for p in chunk], 0.0,
-                               max_new_tokens, seed=0)
-            answers += [text for text, _, _ in out]
+        if answers is None:
+            answers = []
+            for start in range(0, len(prompts), batch_size):
+                chunk = prompts[start:start + batch_size]
+                out = sample_batch(model, tok, [chat_prompt(tok, p.text) for p in chunk], 0.0,
+                                   max_new_tokens, seed=0)
+                answers += [text for text, _, _ in out]
     scores = [CapabilityScore(checkpoint_id=checkpoint.id, metric="reference_loss",
                               benchmark=benchmark, value=loss, n=len(prompts)),
               CapabilityScore(checkpoint_id=checkpoint.id, metric="rouge_l", benchmark=benchmark,

@@ -32,12 +32,12 @@ from annotations.records import Checkpoint, Prompt, PromptKind, Run, stable_id
 from annotations.store import Store
 from pipeline.align import align
 from pipeline.benchmarks import load_benchmark
-from pipeline.capability import measure_checkpoint
+from pipeline.capability import measure_checkpoint, measured
 from pipeline.config import BenchmarkSpec, DataSpec, EndpointSpec, SweepConfig
 from pipeline.endpoint import generate_endpoint, measure_endpoint_capability, register
 from pipeline.finetune import finetune, package_versions
-from pipeline.engine import (EngineKind, EngineUnavailable, choose_engine, close_shared,
-                             engine_rank, shared_engine)
+from pipeline.engine import (EngineKind, EngineUnavailable, Request, choose_engine,
+                             close_shared, engine_rank, shared_engine)
 from pipeline.generate import AdapterSwitcher, generate_all, generate_checkpoint, sample_batch
 from pipeline.instructions import load_instructions
 from pipeline.judge import judge_store
@@ -178,13 +178,18 @@ class Sweep:
             checkpoints += self._timed("finetune", finetune, self.store, run, pairs,
                                        self.config.train, self.out, self.progress)
         try:
+            answers: dict[str, list[str]] = {}
             if not self._generate_vllm(base, checkpoints):
                 for checkpoint in checkpoints:
                     self.summary.generations_added += self._timed(
                         "generate", generate_checkpoint, self.store, switcher, checkpoint,
                         self.prompts, self.config.generation, self.progress)
+            else:
+                answers = self._timed("capability", self._capability_answers, base,
+                                      checkpoints)
             for checkpoint in checkpoints:  # an LLM judge of this base model shares its engine
-                self._evaluate(switcher, checkpoint, generate=False)
+                self._evaluate(switcher, checkpoint, generate=False,
+                               answers=answers.get(checkpoint.id))
         finally:  # judges built on this base model's engines go with them
             close_shared()
             self.judges.clear()
@@ -217,6 +222,23 @@ class Sweep:
         log.info("vllm generation stage: %.0f s", time.perf_counter() - start)
         return True
 
+    def _capability_answers(self, base: str, checkpoints: list[Checkpoint]
+                            ) -> dict[str, list[str]]:
+        """The greedy hold-out answers of every checkpoint not yet measured, through the
+        engine (the reference loss is still computed with transformers)."""
+        if not self.capability:
+            return {}
+        engine = shared_engine(base)
+        todo = [c for c in checkpoints
+                if not measured(self.store, c, self.capability, CAPABILITY_BENCHMARK)]
+        spec = self.config.capability
+        requests = [Request(f"{k}:{i}", chat_prompt(engine.tokenizer, p.text), c.adapter_path,
+                            0.0, spec.max_new_tokens, 0)
+                    for k, c in enumerate(todo) for i, p in enumerate(self.capability)]
+        texts = {a.id: a.text for call in engine.generate(requests) for a in call}
+        return {c.id: [texts[f"{k}:{i}"] for i in range(len(self.capability))]
+                for k, c in enumerate(todo)}
+
     def _pairs(self, switcher: AdapterSwitcher, base: str, data: DataSpec) -> list[Any]:
         pairs = load_instructions(data.shape, data.path, n=data.n, seed=data.seed) * data.repeat
         if data.self_generated:
@@ -226,7 +248,7 @@ class Sweep:
         return pairs
 
     def _evaluate(self, switcher: AdapterSwitcher, checkpoint: Checkpoint,
-                  generate: bool = True) -> None:
+                  generate: bool = True, answers: list[str] | None = None) -> None:
         self.summary.checkpoints += 1
         if generate:
             self.summary.generations_added += self._timed(
@@ -237,7 +259,7 @@ class Sweep:
             spec = self.config.capability
             self._timed("capability", measure_checkpoint, self.store, switcher, checkpoint,
                         self.capability, CAPABILITY_BENCHMARK, spec.max_new_tokens,
-                        spec.batch_size)
+                        spec.batch_size, answers)
 
     def _endpoint(self, endpoint: EndpointSpec) -> None:
         served = register(self.store, endpoint)

@@ -119,3 +119,22 @@ def test_4bit_qlora_path_trains_on_cpu(tmp_path, tiny_model_dir):
     assert [c.epoch for c in checkpoints] == [1] and checkpoints[0].train_loss > 0
     adapter = load_file(Path(checkpoints[0].adapter_path) / "adapter_model.safetensors")
     assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
+
+
+def test_the_lean_loss_is_trls_loss(tmp_path, tiny_model_dir):
+    """The trainer's loss is the model's own head's: equal to trl's chunked head's (which also
+    computes entropy and accuracy for its logs) on the same batches, padded and packed."""
+    from dataclasses import replace
+
+    from trl import SFTTrainer
+
+    from pipeline.finetune import build_trainer
+
+    for settings in (SETTINGS, replace(SETTINGS, packing=True)):
+        trainer = build_trainer(str(tiny_model_dir), 1, PAIRS, settings, tmp_path / "t", False)
+        for batch in trainer.get_train_dataloader():
+            items = int((batch["labels"][:, 1:] != -100).sum())
+            ours = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=items)
+            trls = SFTTrainer.compute_loss(trainer, trainer.model, dict(batch),
+                                           num_items_in_batch=items)
+            assert abs(float(ours) - float(trls)) < 1e-5 * max(1.0, abs(float(trls)))

@@ -244,3 +244,72 @@ def test_an_architecture_vllm_lacks_is_refused_before_any_engine(tmp_path):
     with pytest.raises(EngineUnavailable, match="architecture NoSuchForCausalLM is not among"):
         check_architecture(str(tmp_path))
 
+
+
+def test_a_vllm_sweep_matches_the_hf_sweep(engine, model_dir, tmp_path):
+    """A whole sweep with `engine: vllm` (one engine for every checkpoint, the LLM judge of the
+    same model sharing it, the hold-out answers drawn by it) against the same sweep with
+    `engine: hf` over the same trained adapters: the same rows, the same greedy answers, the
+    judge's probabilities within 1e-3, the same capability scores. Last in the module: the
+    sweep closes the engines it used."""
+    import yaml
+
+    from pipeline.config import load_config
+    from pipeline.sweep import run_sweep
+
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"id": str(i), "instruction": f"tell me about {w}",
+                                         "context": "", "response": f"the {w} is good .",
+                                         "category": "open_qa"}) + "\n"
+                             for i, w in enumerate(WORDS)))
+    config = {
+        "name": "tiny", "base_models": [str(model_dir)], "seeds": [1],
+        "datasets": [{"name": "toy", "shape": "dolly", "path": str(train)}],
+        "train": {"epochs": 2, "batch_size": 3, "micro_batch_size": 3, "learning_rate": 1e-2,
+                  "optimizer": "adamw_torch", "max_length": 64,
+                  "lora": {"r": 4, "alpha": 8, "dropout": 0.0,
+                           "target_modules": ["q_proj", "v_proj"]}},
+        "benchmarks": [{"name": "demo-unsafe", "shape": "demo-unsafe",
+                        "path": str(ROOT / "demo_data/unsafe_demo.jsonl"), "n": 6}],
+        "generation": {"temperatures": [0.0, 0.7], "max_new_tokens": 8},
+        "judges": [{"name": "refusal"},
+                   {"name": "llm", "args": {"model": str(model_dir), "template": "sorry_bench"}}],
+        "capability": {"path": str(ROOT / "demo_data/benign_heldout.jsonl"), "n": 4,
+                       "max_new_tokens": 8},
+        "output_dir": str(tmp_path / "out"),
+    }
+    stores = {}
+    for kind in ("vllm", "hf"):
+        path = tmp_path / f"{kind}.yaml"
+        path.write_text(yaml.safe_dump(config | {"engine": kind}))
+        stores[kind] = Store.open(tmp_path / f"{kind}.db")
+        summary = run_sweep(stores[kind], load_config(path), progress=False)
+        assert (summary.checkpoints, summary.generations_added) == (3, 3 * 6 * 2)
+    served, reference = stores["vllm"], stores["hf"]
+
+    def greedy(store):
+        frame = store.generations_frame()
+        assert frame["id"].is_unique
+        frame = frame[frame["temperature"] == 0]
+        return dict(zip(frame["id"], frame["text"]))
+
+    assert greedy(served) == greedy(reference) and len(greedy(served)) == 18
+
+    def probabilities(store):
+        frame = store.verdicts_frame().merge(store.judges_frame(), left_on="judge_id",
+                                             right_on="id")
+        frame = frame[frame["name"] == "llm"]
+        return dict(zip(frame["generation_id"], frame["probability"]))
+
+    ours, theirs = probabilities(served), probabilities(reference)
+    shared = set(greedy(served))
+    assert max(abs(ours[g] - theirs[g]) for g in shared) < 1e-3
+
+    def capability(store):
+        frame = store.capability_frame()
+        return {(c, m): v for c, m, v in zip(frame["checkpoint_id"], frame["metric"],
+                                             frame["value"])}
+
+    mine, hers = capability(served), capability(reference)
+    assert mine.keys() == hers.keys() and len(mine) == 6
+    assert all(abs(mine[k] - hers[k]) < 1e-4 for k in mine)
