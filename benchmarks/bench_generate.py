@@ -1,20 +1,31 @@
-"""Benchmark: new tokens per second of the workbench's generation path vs plain `model.generate`.
+"""Benchmark: the generation stage on both engines, vLLM against transformers (hf), same work.
 
-Workbench: `pipeline.generate.generate_checkpoint` as the generate stage runs it (prompts wrapped in
-the chat template, sorted by length, cut into left-padded batches of `--batch-sizes`, each batch
-written to a SQLite store in a temporary folder). Baseline, in the same process on the same loaded
-model: the same templated prompts in their given order, left-padded batches of `--baseline-batch`
-(64) through `model.generate`, decoded. Both sample at `--temperature` (0.7) with the same settings
-(top_k 0, top_p 1) and count new tokens up to the first end-of-sequence token. Reported per run:
-new tokens, wall time, new tokens/s, peak GPU memory (CUDA only), and workbench / baseline.
+The work: every checkpoint (the base model and `--adapters` LoRA adapters of it, random ones of
+rank `--rank` on every linear layer, or the trained ones in `--adapter-dirs`) answers every
+prompt at every temperature (`--temperatures`, 0.7) up to `--max-new-tokens`, into a SQLite store
+in a temporary folder, exactly as the sweep's generate stage does:
+- hf: `pipeline.generate.generate_checkpoint` per checkpoint (adapters swapped onto one loaded
+  model; prompts sorted by length, left-padded batches of `--batch-size`), timed from loading the
+  model;
+- vllm: `pipeline.generate.generate_all` on one `pipeline.engine.VLLMEngine` (every adapter
+  served by it, every request in one stream with its own seed), timed from building the engine
+  (its start-up is reported apart too).
+Both count new tokens up to the first end-of-sequence token. Reported per engine: new tokens,
+wall time all in, new tokens/s, and vllm / hf. With `--plain`, plain `model.generate` on the base
+model's share of the work (its prompts in their given order, batches of `--batch-size`) is timed
+too, as in earlier versions of this benchmark.
 
 Prompts are synthetic (seeded): `--prompts` (440, SORRY-Bench's size) of mixed lengths, lognormal
-with a mean of about 40 words (4 to 400). Each configuration runs `--repeats` times (2) and the
-fastest counts: the first call of a process is much slower on a GPU (DESIGN.md, "At scale").
+with a mean of about 40 words (4 to 400); or `--demo`: the demo sweep's own prompts and settings
+(configs/demo.yaml: 56 prompts, T=0 and 0.7, 48 new tokens, batch 56).
 
-GPU (an H100; builds a Llama-3.2-1B-shaped model with random weights in a temporary folder):
-    .venv/bin/python benchmarks/bench_generate.py --shape llama-1b --json results.jsonl
-    .venv/bin/python benchmarks/bench_generate.py --model /path/to/model --batch-sizes 64,440
+The demo's generation stage on 2 CPU cores (its aligned model and the four adapters `run.py demo`
+trained; both are in the model cache and out/demo after a demo run):
+    .venv/bin/python benchmarks/bench_generate.py --demo --model aligned/smollm2-refuse-89c32d41 \
+        --adapter-dirs 'out/demo/run-*/checkpoint-*'
+GPU (vLLM's CUDA build installed, see README "Engines"; a Llama-3.2-1B-shaped model with random
+weights, 25 adapters in one engine, 440 prompts x 256 new tokens at T=0.7):
+    .venv/bin/python benchmarks/bench_generate.py --shape llama-1b --adapters 25 --json r.jsonl
 CPU, seconds, a tiny random model:
     .venv/bin/python benchmarks/bench_generate.py --smoke
 
@@ -43,8 +54,9 @@ sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 # ----- shared by the three benchmarks ---------------------------------------------------------
 
 SHAPES: dict[str, dict[str, Any]] = {
-    "tiny": dict(vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+    # head size 64: vLLM's CPU attention takes 32, 64, 80, ... (not 16)
+    "tiny": dict(vocab_size=1024, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                 num_attention_heads=2, num_key_value_heads=1, head_dim=64,
                  max_position_embeddings=4096, tie_word_embeddings=False),
     "llama-1b": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192,
                      num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
@@ -236,20 +248,21 @@ def gb(value: float | None) -> str:
 
 # ----- this benchmark -------------------------------------------------------------------------
 
-FULL = {"shape": "llama-1b", "prompts": 440, "max_new_tokens": 256, "batch_sizes": "64,440",
-        "baseline_batch": 64, "repeats": 2}
-SMOKE = {"shape": "tiny", "prompts": 24, "max_new_tokens": 8, "batch_sizes": "8,24",
-         "baseline_batch": 8, "repeats": 3, "device": "cpu", "threads": 1}
+FULL = {"shape": "llama-1b", "prompts": 440, "max_new_tokens": 256, "batch_size": 64,
+        "adapters": 25, "temperatures": "0.7"}
+SMOKE = {"shape": "tiny", "prompts": 12, "max_new_tokens": 8, "batch_size": 8, "adapters": 2,
+         "temperatures": "0,0.7", "device": "cpu", "threads": 1}
+DEMO = {"max_new_tokens": 48, "batch_size": 56, "adapters": 0, "temperatures": "0,0.7"}
 
 
 @dataclass
 class GenRun:
-    path: str  # "baseline" or "workbench"
-    batch_size: int
+    engine: str  # "hf", "vllm" or "plain"
     new_tokens: int
-    seconds: float
+    answers: int
+    seconds: float  # all in: loading the model or building the engine included
+    start_seconds: float  # of which loading or building
     peak_gpu_gb: float | None
-    all_seconds: list[float] = field(default_factory=list)
 
     @property
     def tokens_per_s(self) -> float:
@@ -267,6 +280,13 @@ def synthetic_prompts(n: int, seed: int) -> list[Any]:
             for i, k in enumerate(mixed_lengths(rng, n, mean=40, low=4, high=400))]
 
 
+def demo_prompts() -> list[Any]:
+    from pipeline.config import load_config
+    from pipeline.sweep import benchmark_prompts
+
+    return benchmark_prompts(load_config(ROOT / "configs/demo.yaml").benchmarks)
+
+
 def kept_tokens(rows: Sequence[Sequence[int]], eos_ids: set[int]) -> int:
     """New tokens up to (not counting) each row's first end-of-sequence token."""
     return sum(next((i for i, t in enumerate(row) if t in eos_ids), len(row)) for row in rows)
@@ -277,119 +297,211 @@ def eos_set(tokenizer: Any) -> set[int]:
     return set(eos) if isinstance(eos, list) else {eos}
 
 
-def sampling(temperature: float) -> dict[str, Any]:
-    if temperature > 0:  # what pipeline.generate.sample_batch uses
-        return {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
-    return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-
-
-def baseline_once(model: Any, tokenizer: Any, prompts: Sequence[Any], batch: int,
-                  temperature: float, max_new_tokens: int, seed: int) -> tuple[int, Timing]:
-    """Plain `model.generate` over the prompts in their given order, batches of `batch`."""
+def random_adapters(source: str, count: int, rank: int, folder: Path, seed: int) -> list[str]:
+    """`count` LoRA adapters with small random weights on every linear layer of the model."""
     import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
 
-    from pipeline.models import chat_prompt
+    from pipeline.models import resolve
 
-    tokens = 0
-    with timed() as timing:
-        texts = [chat_prompt(tokenizer, p.text) for p in prompts]
-        torch.manual_seed(seed)
-        for start in range(0, len(texts), batch):
-            enc = tokenizer(texts[start:start + batch], return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(model.device)
-            out = model.generate(**enc, max_new_tokens=max_new_tokens,
-                                 pad_token_id=tokenizer.pad_token_id, **sampling(temperature))
-            new = out[:, enc["input_ids"].shape[1]:].tolist()
-            tokens += kept_tokens(new, eos_set(tokenizer))
-            tokenizer.batch_decode(new, skip_special_tokens=True)
-    return tokens, timing
+    model = AutoModelForCausalLM.from_pretrained(resolve(source))
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, init_lora_weights="gaussian",
+                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                        "up_proj", "down_proj"])
+    paths = []
+    for k in range(count):
+        torch.manual_seed(seed + k)
+        peft = get_peft_model(model, config)
+        for name, weight in peft.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(weight, std=0.02)
+        peft.save_pretrained(folder / f"adapter-{k}")
+        paths.append(str(folder / f"adapter-{k}"))
+        model = peft.unload()
+    del model
+    release_memory()
+    return paths
 
 
-def workbench_once(model: Any, tokenizer: Any, name: str, prompts: Sequence[Any], batch: int,
-                   temperature: float, max_new_tokens: int, seed: int) -> tuple[int, Timing]:
-    """The generate stage for one checkpoint (the base model) into a fresh store."""
-    from annotations.records import Checkpoint
+def checkpoints_for(name: str, adapters: Sequence[str]) -> list[Any]:
+    from annotations.records import Checkpoint, Run
+
+    run = Run(base_model=name, dataset="bench", seed=0)
+    return [Checkpoint(base_model=name)] + [
+        Checkpoint(base_model=name, run_id=run.id, epoch=k + 1, adapter_path=a)
+        for k, a in enumerate(adapters)], run
+
+
+@contextmanager
+def fresh_store(name: str, adapters: Sequence[str], prompts: Sequence[Any]):
     from annotations.store import Store
-    from pipeline.generate import AdapterSwitcher, GenerationSettings, generate_checkpoint
 
-    settings = GenerationSettings(temperatures=(temperature,), samples=1,
-                                  max_new_tokens=max_new_tokens, batch_size=batch, seed=seed)
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         store = Store.open(Path(tmp) / "bench.db")
-        checkpoint = Checkpoint(base_model=name)
+        checkpoints, run = checkpoints_for(name, adapters)
         store.upsert_prompts(prompts)
-        store.upsert_checkpoint(checkpoint)
-        with timed() as timing:
-            generate_checkpoint(store, AdapterSwitcher(model, tokenizer), checkpoint, prompts,
-                                settings, progress=False)
-        tokens = int(store.generations_frame(with_text=False)["token_count"].sum())
+        store.upsert_run(run)
+        for checkpoint in checkpoints:
+            store.upsert_checkpoint(checkpoint)
+        yield store, checkpoints
         store.close()
-    return tokens, timing
 
 
-def best_of(repeats: int, path: str, batch: int, once: Any) -> GenRun:
-    """Run `once` `repeats` times; the fastest counts, every time is kept."""
-    results = [once() for _ in range(repeats)]
-    tokens, fastest = min(results, key=lambda r: r[1].seconds)
-    peak = max((t.peak_gpu_gb for _, t in results if t.peak_gpu_gb is not None), default=None)
-    return GenRun(path, batch, tokens, fastest.seconds, peak,
-                  [round(t.seconds, 3) for _, t in results])
+def counted(store: Any) -> tuple[int, int]:
+    frame = store.generations_frame(with_text=False)
+    return int(frame["token_count"].sum()), len(frame)
+
+
+def hf_run(source: str, adapters: Sequence[str], prompts: Sequence[Any], settings: Any,
+           args: argparse.Namespace) -> GenRun:
+    """The sweep's hf path: one loaded model, each checkpoint's adapter swapped in."""
+    from pipeline.generate import AdapterSwitcher, generate_checkpoint
+    from pipeline.models import LoadOptions, load_model
+
+    with fresh_store(source, adapters, prompts) as (store, checkpoints):
+        with timed() as timing:
+            with timed() as start:
+                model, tokenizer = load_model(source, LoadOptions(dtype=args.dtype,
+                                                                  device=args.device))
+            switcher = AdapterSwitcher(model, tokenizer)
+            for checkpoint in checkpoints:
+                generate_checkpoint(store, switcher, checkpoint, prompts, settings,
+                                    progress=False)
+        tokens, answers = counted(store)
+    del model, switcher
+    release_memory()
+    return GenRun("hf", tokens, answers, timing.seconds, start.seconds, timing.peak_gpu_gb)
+
+
+def vllm_run(source: str, adapters: Sequence[str], prompts: Sequence[Any], settings: Any,
+             args: argparse.Namespace) -> GenRun:
+    """The sweep's vllm path: one engine, every checkpoint's requests in one stream."""
+    from pipeline.engine import VLLMEngine, engine_rank
+    from pipeline.generate import generate_all
+
+    with fresh_store(source, adapters, prompts) as (store, checkpoints):
+        with timed() as timing:
+            with timed() as start:
+                engine = VLLMEngine(source, max_lora_rank=engine_rank(adapters),
+                                    dtype=args.dtype)
+            generate_all(store, engine, checkpoints, prompts, settings, progress=False)
+        tokens, answers = counted(store)
+    engine.close()
+    release_memory()
+    return GenRun("vllm", tokens, answers, timing.seconds, start.seconds, None)
+
+
+def plain_run(source: str, prompts: Sequence[Any], settings: Any,
+              args: argparse.Namespace) -> GenRun:
+    """Plain `model.generate` on the base model's share: prompts in their given order."""
+    import torch
+
+    from pipeline.generate import sampling_kwargs
+    from pipeline.models import LoadOptions, chat_prompt, load_model
+
+    tokens = answers = 0
+    with timed() as timing:
+        with timed() as start:
+            model, tokenizer = load_model(source, LoadOptions(dtype=args.dtype,
+                                                              device=args.device))
+        texts = [chat_prompt(tokenizer, p.text) for p in prompts]
+        for temperature in settings.temperatures:
+            torch.manual_seed(args.seed)
+            for first in range(0, len(texts), settings.batch_size):
+                enc = tokenizer(texts[first:first + settings.batch_size], return_tensors="pt",
+                                padding=True, add_special_tokens=False).to(model.device)
+                out = model.generate(**enc, max_new_tokens=settings.max_new_tokens,
+                                     pad_token_id=tokenizer.pad_token_id,
+                                     **sampling_kwargs(temperature))
+                new = out[:, enc["input_ids"].shape[1]:].tolist()
+                tokens += kept_tokens(new, eos_set(tokenizer))
+                answers += len(new)
+                tokenizer.batch_decode(new, skip_special_tokens=True)
+    del model
+    release_memory()
+    return GenRun("plain", tokens, answers, timing.seconds, start.seconds, timing.peak_gpu_gb)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser)
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    parser.add_argument("--dtype", help="bfloat16, float16 or float32 (default: bf16 on GPU)")
+    parser.add_argument("--dtype", help="bfloat16, float16 or float32 (default: bf16 on GPU, "
+                        "float32 on CPU)")
+    parser.add_argument("--demo", action="store_true",
+                        help="the demo sweep's prompts and generation settings")
     parser.add_argument("--prompts", type=int, help="synthetic prompts (440)")
     parser.add_argument("--max-new-tokens", type=int, help="new tokens per answer (256)")
-    parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--batch-sizes", help="workbench batch sizes, comma-separated (64,440)")
-    parser.add_argument("--baseline-batch", type=int, help="baseline batch size (64)")
-    parser.add_argument("--repeats", type=int, help="runs per configuration, fastest counts (2)")
+    parser.add_argument("--temperatures", help="comma-separated (0.7)")
+    parser.add_argument("--batch-size", type=int, help="the hf path's batch size (64)")
+    parser.add_argument("--adapters", type=int, help="random LoRA adapters (25)")
+    parser.add_argument("--rank", type=int, default=8, help="their rank (8)")
+    parser.add_argument("--adapter-dirs", help="trained adapters instead: a glob or a "
+                        "comma-separated list of folders")
+    parser.add_argument("--engines", default="hf,vllm", help="comma-separated: hf, vllm")
+    parser.add_argument("--plain", action="store_true",
+                        help="also plain model.generate on the base model's share")
     args = parser.parse_args(argv)
+    if args.demo:
+        fill_sizes(args, DEMO, DEMO)
     fill_sizes(args, FULL, SMOKE)
     return args
 
 
+def adapter_dirs(spec: str) -> list[str]:
+    import glob
+
+    found = [p for part in spec.split(",") for p in sorted(glob.glob(part))]
+    if not found:
+        raise SystemExit(f"--adapter-dirs {spec!r}: no such folders")
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    from pipeline.models import LoadOptions, load_model
+    from pipeline.generate import GenerationSettings
 
     args = parse_args(argv)
+    engines = [e for e in args.engines.split(",") if e]
     with ExitStack() as stack:
         stack.enter_context(cpu_threads(args.threads))
         source = model_source(args, stack)
-        model, tokenizer = load_model(source, LoadOptions(dtype=args.dtype, device=args.device))
-        prompts = synthetic_prompts(args.prompts, args.seed)
-        gen = (args.temperature, args.max_new_tokens, args.seed)
-        # Warm-up, untimed: the first generate call of a process pays for kernels and allocations.
-        baseline_once(model, tokenizer, prompts[:args.baseline_batch], args.baseline_batch,
-                      args.temperature, min(4, args.max_new_tokens), args.seed)
-        base = best_of(args.repeats, "baseline", args.baseline_batch,
-                       lambda: baseline_once(model, tokenizer, prompts, args.baseline_batch, *gen))
-        ours = [best_of(args.repeats, "workbench", size,
-                        lambda size=size: workbench_once(model, tokenizer, source, prompts, size,
-                                                         *gen))
-                for size in (int(s) for s in str(args.batch_sizes).split(","))]
-        return report(args, prompts, tokenizer, base, ours)
+        prompts = demo_prompts() if args.demo else synthetic_prompts(args.prompts, args.seed)
+        if args.adapter_dirs:
+            adapters = adapter_dirs(args.adapter_dirs)
+        else:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-lora-")))
+            adapters = random_adapters(source, args.adapters, args.rank, folder, args.seed)
+        settings = GenerationSettings(
+            temperatures=tuple(float(t) for t in args.temperatures.split(",")), samples=1,
+            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed)
+        runs = [plain_run(source, prompts, settings, args)] if args.plain else []
+        for engine in engines:
+            run = {"hf": hf_run, "vllm": vllm_run}[engine]
+            runs.append(run(source, adapters, prompts, settings, args))
+        return report(args, prompts, adapters, settings, runs)
 
 
-def report(args: argparse.Namespace, prompts: Sequence[Any], tokenizer: Any, base: GenRun,
-           ours: Sequence[GenRun]) -> dict[str, Any]:
-    lengths = [len(tokenizer(p.text, add_special_tokens=False)["input_ids"]) for p in prompts]
-    print(f"{len(prompts)} prompts ({sum(lengths) / len(lengths):.0f} tokens mean, "
-          f"{max(lengths)} max) x {args.max_new_tokens} new tokens at T={args.temperature}")
-    for run in (base, *ours):
-        print(f"  {run.path:<9} batch {run.batch_size:>4}: {run.new_tokens:>8,} new tokens in "
-              f"{run.seconds:8.2f} s = {run.tokens_per_s:10,.1f} tokens/s{gb(run.peak_gpu_gb)}")
-    ratios = {str(run.batch_size): round(run.tokens_per_s / base.tokens_per_s, 2) for run in ours}
-    print("  workbench / baseline tokens/s: "
-          + ", ".join(f"{r}x at batch {b}" for b, r in ratios.items()))
+def report(args: argparse.Namespace, prompts: Sequence[Any], adapters: Sequence[str],
+           settings: Any, runs: Sequence[GenRun]) -> dict[str, Any]:
+    print(f"{1 + len(adapters)} checkpoints (the base and {len(adapters)} adapters) x "
+          f"{len(prompts)} prompts x T={settings.temperatures} x {settings.max_new_tokens} new "
+          "tokens at most")
+    for run in runs:
+        print(f"  {run.engine:<5}: {run.answers:>6,} answers, {run.new_tokens:>9,} new tokens in "
+              f"{run.seconds:8.1f} s all in ({run.start_seconds:5.1f} s start) = "
+              f"{run.tokens_per_s:9,.1f} tokens/s{gb(run.peak_gpu_gb)}")
+    by = {run.engine: run for run in runs}
+    ratio = None
+    if "hf" in by and "vllm" in by:
+        ratio = round(by["hf"].seconds / by["vllm"].seconds, 2)
+        print(f"  vllm / hf: {ratio}x faster all in, "
+              f"{by['vllm'].tokens_per_s / by['hf'].tokens_per_s:.2f}x the tokens/s")
     result = {"benchmark": "generate", "model": args.model or f"shape:{args.shape}",
-              "smoke": args.smoke, "prompts": len(prompts), "max_new_tokens": args.max_new_tokens,
-              "temperature": args.temperature, "environment": environment(),
-              "baseline": base.as_dict(), "workbench": [r.as_dict() for r in ours],
-              "ratio": ratios}
+              "smoke": args.smoke, "demo": args.demo, "prompts": len(prompts),
+              "adapters": len(adapters), "temperatures": list(settings.temperatures),
+              "max_new_tokens": settings.max_new_tokens, "environment": environment(),
+              "runs": [r.as_dict() for r in runs], "ratio": ratio}
     emit(result, args.json)
     return result
 

@@ -1,13 +1,16 @@
-"""Benchmark: verdicts per second of the LLM judge's one-forward-pass path vs generate + parse.
+"""Benchmark: verdicts per second of the LLM judge on both engines, and against generate + parse.
 
-Workbench: the `llm` judge from `pipeline.judges.create_judge` (template `sorry_bench`, answers
-"1"/"0"): inputs sorted by length, left-padded batches of `--batch-size`, the verdict and its
-probability read from the next-token distribution of ONE forward pass. Baseline, in the same
+Workbench, on each engine in `--engines` (hf,vllm): the `llm` judge from
+`pipeline.judges.create_judge` (template `sorry_bench`, answers "1"/"0"), the verdict and its
+probability read from the next-token distribution: with hf, inputs sorted by length in
+left-padded batches of `--batch-size` through ONE forward pass; with vllm, one engine call
+whose next token is restricted to the answers' tokens (their logprobs). Baseline, in the same
 process: the same judge inputs (the same filled-in template in the same chat template) in their
 given order, left-padded batches of `--baseline-batch` through `model.generate(max_new_tokens=8)`,
 greedy, decoded, and the first answer word parsed. Reported: verdicts/s of each, peak GPU memory
-(CUDA only), how many verdicts were unparseable, and workbench / baseline. Only the judging call
-is timed; each path first judges a few other pairs untimed (warm-up).
+(CUDA only), how many verdicts were unparseable, workbench / baseline and vllm / hf. The judging
+call is timed after a few other pairs are judged untimed (warm-up); building the vLLM engine is
+reported apart, and in the all-in ratio.
 
 Pairs are synthetic (seeded): `--pairs` (440) requests of about 40 words and answers of about
 150 words (at most `--max-response-tokens`, 256), as a generation stage at 256 new tokens leaves.
@@ -18,6 +21,8 @@ GPU (an H100; a Llama-3.2-1B-shaped judge with random weights built in a tempora
     .venv/bin/python benchmarks/bench_judge.py --model /path/to/judge --batch-size 32
 CPU, seconds, a tiny random model:
     .venv/bin/python benchmarks/bench_judge.py --smoke
+The demo's judge (the embedded SmolLM2) on 2 CPU cores:
+    .venv/bin/python benchmarks/bench_judge.py --model smollm2 --pairs 680 --batch-size 32
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class JudgeRun:
     unparseable: int
     seconds: float
     peak_gpu_gb: float | None
+    start_seconds: float = 0.0  # loading the judge (building the engine), untimed above
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"verdicts_per_s": round(self.verdicts / self.seconds, 2)}
@@ -107,22 +113,28 @@ def run_baseline(source: str, items: Sequence[Any], warmup: Sequence[Any],
 
 
 def run_workbench(source: str, items: Sequence[Any], warmup: Sequence[Any],
-                  args: argparse.Namespace) -> tuple[JudgeRun, bool]:
-    """The llm judge as the judge stage builds it; also whether it read one forward pass."""
+                  args: argparse.Namespace, engine: str = "hf") -> tuple[JudgeRun, bool]:
+    """The llm judge as the judge stage builds it on `engine`; also whether it read the verdict
+    from the next token (not a short generation)."""
+    from pipeline.engine import close_shared
     from pipeline.judges import create_judge, load_template
     from pipeline.judges.llm import single_token_answers
     from pipeline.models import load_tokenizer
 
-    _, judge = create_judge("llm", model=source, template=args.template,
-                            batch_size=args.batch_size, device=args.device)
+    with timed() as start:
+        _, judge = create_judge("llm", model=source, template=args.template,
+                                batch_size=args.batch_size, device=args.device, engine=engine,
+                                engine_fallback=False)
+        judge(warmup)  # hf loads its model on the first call
     one_pass = single_token_answers(load_tokenizer(source), load_template(args.template))
-    judge(warmup)
     with timed() as timing:
         outcomes = judge(items)
     del judge
+    close_shared()
     release_memory()
-    run = JudgeRun("workbench", args.batch_size, len(outcomes),
-                   sum(o.label is None for o in outcomes), timing.seconds, timing.peak_gpu_gb)
+    run = JudgeRun(engine, args.batch_size, len(outcomes),
+                   sum(o.label is None for o in outcomes), timing.seconds, timing.peak_gpu_gb,
+                   start.seconds)
     return run, one_pass is not None
 
 
@@ -135,6 +147,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, help="workbench judge batch size (32)")
     parser.add_argument("--baseline-batch", type=int, help="baseline batch (default: the same)")
     parser.add_argument("--max-response-tokens", type=int, help="longest response (256)")
+    parser.add_argument("--engines", default="hf,vllm", help="workbench engines: hf, vllm")
     args = parser.parse_args(argv)
     fill_sizes(args, FULL, SMOKE)
     args.baseline_batch = args.baseline_batch or args.batch_size
@@ -149,24 +162,38 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         items = synthetic_items(args.pairs, args.max_response_tokens, args.seed)
         warmup = synthetic_items(WARMUP_PAIRS, args.max_response_tokens, args.seed + 1)
         base = run_baseline(source, items, warmup, args)
-        ours, one_pass = run_workbench(source, items, warmup, args)
-        return report(args, base, ours, one_pass)
+        ours = [run_workbench(source, items, warmup, args, engine)
+                for engine in args.engines.split(",") if engine]
+        return report(args, base, [run for run, _ in ours], all(one for _, one in ours))
 
 
-def report(args: argparse.Namespace, base: JudgeRun, ours: JudgeRun, one_pass: bool) -> dict:
-    reading = "one forward pass" if one_pass else "short generation (answers not single tokens)"
+def report(args: argparse.Namespace, base: JudgeRun, ours: Sequence[JudgeRun],
+           one_pass: bool) -> dict:
+    reading = "the next token" if one_pass else "short generation (answers not single tokens)"
     print(f"{base.verdicts} (prompt, response) pairs, template {args.template}; "
           f"workbench reads the verdict from {reading}")
-    for run in (base, ours):
+    for run in (base, *ours):
         print(f"  {run.path:<9} batch {run.batch_size:>3}: {run.verdicts} verdicts in "
               f"{run.seconds:7.2f} s = {run.verdicts / run.seconds:9,.1f} verdicts/s, "
-              f"{run.unparseable} unparseable{gb(run.peak_gpu_gb)}")
-    ratio = round((ours.verdicts / ours.seconds) / (base.verdicts / base.seconds), 2)
-    print(f"  workbench / baseline verdicts/s: {ratio}x")
+              f"{run.unparseable} unparseable{gb(run.peak_gpu_gb)}"
+              + (f" (+{run.start_seconds:.1f} s to start)" if run.path != "baseline" else ""))
+    rate = {run.path: run.verdicts / run.seconds for run in ours}
+    ratio = {path: round(r / (base.verdicts / base.seconds), 2) for path, r in rate.items()}
+    print("  workbench / baseline verdicts/s: "
+          + ", ".join(f"{r}x ({path})" for path, r in ratio.items()))
+    engines = {}
+    by = {run.path: run for run in ours}
+    if "hf" in by and "vllm" in by:
+        engines = {"verdicts_per_s": round(rate["vllm"] / rate["hf"], 2),
+                   "all_in": round((by["hf"].seconds + by["hf"].start_seconds)
+                                   / (by["vllm"].seconds + by["vllm"].start_seconds), 2)}
+        print(f"  vllm / hf: {engines['verdicts_per_s']}x the verdicts/s, "
+              f"{engines['all_in']}x faster all in (start included)")
     result = {"benchmark": "judge", "model": args.model or f"shape:{args.shape}",
               "smoke": args.smoke, "pairs": base.verdicts, "template": args.template,
               "one_forward_pass": one_pass, "environment": environment(),
-              "baseline": base.as_dict(), "workbench": ours.as_dict(), "ratio": ratio}
+              "baseline": base.as_dict(), "workbench": [r.as_dict() for r in ours],
+              "ratio": ratio, "vllm_vs_hf": engines}
     emit(result, args.json)
     return result
 

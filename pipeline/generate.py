@@ -84,6 +84,14 @@ class AdapterSwitcher:
             yield
 
 
+def sampling_kwargs(temperature: float) -> dict[str, object]:
+    """`model.generate`'s settings: plain sampling at `temperature` (no top-k, no top-p), or
+    greedy at 0."""
+    if temperature > 0:
+        return {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+    return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+
+
 def sample_batch(model, tokenizer, texts: Sequence[str], temperature: float,
                  max_new_tokens: int, seed: int) -> list[tuple[str, int, FinishReason]]:
     """Answers to already-templated prompts: (text, new token count, finish reason) each."""
@@ -91,9 +99,7 @@ def sample_batch(model, tokenizer, texts: Sequence[str], temperature: float,
 
     enc = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
     enc = {k: v.to(model.device) for k, v in enc.items()}
-    sampling = ({"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
-                if temperature > 0 else {"do_sample": False, "temperature": None, "top_p": None,
-                                         "top_k": None})
+    sampling = sampling_kwargs(temperature)
     torch.manual_seed(seed)
     with torch.inference_mode():
         out = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,

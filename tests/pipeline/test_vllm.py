@@ -237,6 +237,14 @@ def test_adapters_vllm_cannot_serve_are_refused_in_one_line(tmp_path, config, sa
         check_adapter(str(tmp_path), max_rank=8)
 
 
+def test_a_head_size_vllm_cpu_lacks_is_refused_before_any_engine(build_llama, tmp_path):
+    from pipeline.engine import VLLMEngine
+
+    small_heads = build_llama(tmp_path / "m", hidden_size=32, heads=2, kv_heads=1)  # size 16
+    with pytest.raises(EngineUnavailable, match="attention head size 16 is not among 32, 64"):
+        VLLMEngine(str(small_heads))
+
+
 def test_an_architecture_vllm_lacks_is_refused_before_any_engine(tmp_path):
     from pipeline.engine import check_architecture
 
