@@ -384,7 +384,7 @@ def vllm_run(source: str, adapters: Sequence[str], prompts: Sequence[Any], setti
         with timed() as timing:
             with timed() as start:
                 engine = VLLMEngine(source, max_lora_rank=engine_rank(adapters),
-                                    dtype=args.dtype)
+                                    dtype=args.engine_dtype or args.dtype)
             generate_all(store, engine, checkpoints, prompts, settings, progress=False)
         tokens, answers = counted(store)
     engine.close()
@@ -429,6 +429,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--dtype", help="bfloat16, float16 or float32 (default: bf16 on GPU, "
                         "float32 on CPU)")
+    parser.add_argument("--engine-dtype", help="the vLLM engine's dtype, when not --dtype "
+                        "(bfloat16 on a CPU with AMX: faster, answers not identical to hf's)")
     parser.add_argument("--demo", action="store_true",
                         help="the demo sweep's prompts and generation settings")
     parser.add_argument("--prompts", type=int, help="synthetic prompts (440)")
@@ -498,7 +500,8 @@ def report(args: argparse.Namespace, prompts: Sequence[Any], adapters: Sequence[
         print(f"  vllm / hf: {ratio}x faster all in, "
               f"{by['vllm'].tokens_per_s / by['hf'].tokens_per_s:.2f}x the tokens/s")
     result = {"benchmark": "generate", "model": args.model or f"shape:{args.shape}",
-              "smoke": args.smoke, "demo": args.demo, "prompts": len(prompts),
+              "smoke": args.smoke, "demo": args.demo, "engine_dtype": args.engine_dtype,
+              "prompts": len(prompts),
               "adapters": len(adapters), "temperatures": list(settings.temperatures),
               "max_new_tokens": settings.max_new_tokens, "environment": environment(),
               "runs": [r.as_dict() for r in runs], "ratio": ratio}

@@ -124,7 +124,7 @@ def run_workbench(source: str, items: Sequence[Any], warmup: Sequence[Any],
     with timed() as start:
         _, judge = create_judge("llm", model=source, template=args.template,
                                 batch_size=args.batch_size, device=args.device, engine=engine,
-                                engine_fallback=False)
+                                engine_fallback=False, engine_dtype=args.engine_dtype)
         judge(warmup)  # hf loads its model on the first call
     one_pass = single_token_answers(load_tokenizer(source), load_template(args.template))
     with timed() as timing:
@@ -148,6 +148,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--baseline-batch", type=int, help="baseline batch (default: the same)")
     parser.add_argument("--max-response-tokens", type=int, help="longest response (256)")
     parser.add_argument("--engines", default="hf,vllm", help="workbench engines: hf, vllm")
+    parser.add_argument("--engine-dtype", help="the vLLM engine's dtype (default: float32 on "
+                        "CPU, the model's on a GPU)")
     args = parser.parse_args(argv)
     fill_sizes(args, FULL, SMOKE)
     args.baseline_batch = args.baseline_batch or args.batch_size

@@ -154,6 +154,9 @@ class SweepConfig:
     # engine_fallback, vllm that cannot run here falls back to hf (said in the log).
     engine: str = "auto"
     engine_fallback: bool = False
+    # The vLLM engine's dtype: none is float32 on CPU (answers equal to hf's) and the model's own
+    # on a GPU; bfloat16 on a CPU with AMX or AVX512-BF16 is faster, its answers not identical.
+    engine_dtype: str | None = None
     max_lora_rank: int = 64  # the vLLM engine's largest adapter rank
     endpoints: tuple[EndpointSpec, ...] = ()  # checkpoints served elsewhere (see above)
 
@@ -355,6 +358,11 @@ def _not_empty(v: str) -> str | None:
     return None if v.strip() else "must not be empty"
 
 
+def _engine_dtype(v: str) -> str | None:
+    known = ("auto", "float32", "bfloat16", "float16")
+    return None if v in known else f"must be one of {', '.join(known)} or null, got {v!r}"
+
+
 def _engine(v: str) -> str | None:
     from pipeline.engine import EngineKind
 
@@ -421,7 +429,8 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "BenchmarkSpec.path": _not_empty, "CalibrationSpec.path": _not_empty,
     "BenchmarkSpec.shape": _benchmark_shape, "DataSpec.shape": _data_shape,
     "CapabilitySpec.shape": _data_shape, "SweepConfig.judges": _judge,
-    "SweepConfig.engine": _engine, "max_lora_rank": COUNT, "base_url": _base_url,
+    "SweepConfig.engine": _engine, "engine_dtype": _engine_dtype, "max_lora_rank": COUNT,
+    "base_url": _base_url,
     "EndpointSpec.checkpoints": _served, "concurrency": COUNT, "max_retries": _at_least(0),
     "timeout": _positive, "ServedCheckpoint.epoch": _at_least(0),
 }

