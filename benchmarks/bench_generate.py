@@ -324,7 +324,8 @@ def random_adapters(source: str, count: int, rank: int, folder: Path, seed: int)
     return paths
 
 
-def checkpoints_for(name: str, adapters: Sequence[str]) -> list[Any]:
+def checkpoints_for(name: str, adapters: Sequence[str]) -> tuple[list[Any], Any]:
+    """The base and one checkpoint per adapter (epochs of one run), and that run."""
     from annotations.records import Checkpoint, Run
 
     run = Run(base_model=name, dataset="bench", seed=0)
@@ -377,7 +378,8 @@ def hf_run(source: str, adapters: Sequence[str], prompts: Sequence[Any], setting
 def vllm_run(source: str, adapters: Sequence[str], prompts: Sequence[Any], settings: Any,
              args: argparse.Namespace) -> GenRun:
     """The sweep's vllm path: one engine, every checkpoint's requests in one stream."""
-    from pipeline.engine import VLLMEngine, engine_rank
+    from pipeline.engine import VLLMEngine
+    from pipeline.servable import engine_rank
     from pipeline.generate import generate_all
 
     with fresh_store(source, adapters, prompts) as (store, checkpoints):

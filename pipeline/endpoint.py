@@ -51,6 +51,7 @@ from annotations.records import (CapabilityScore, Checkpoint, FinishReason, Gene
 from annotations.store import Store
 from pipeline.config import EndpointSpec, ServedCheckpoint
 from pipeline.engine import Completion, request_seed
+from pipeline.generate import generation_row, work_list
 from pipeline.http_client import (Breaker, Reply, RetryPolicy, api_headers, chat_content, post)
 from pipeline.models import ModelUnavailable
 
@@ -219,8 +220,6 @@ def generate_endpoint(store: Store, spec: EndpointSpec, served: Sequence[Served]
                       prompts: Sequence[Prompt], settings: Any, progress: bool = True
                       ) -> EndpointResult:
     """Every served checkpoint's missing answers; what failed is counted, not stored."""
-    from pipeline.generate import _generation, work_list
-
     todo: dict[str, tuple[Checkpoint, Any, float]] = {}
     requests: list[ChatRequest] = []
     for item in served:
@@ -253,7 +252,7 @@ def generate_endpoint(store: Store, spec: EndpointSpec, served: Sequence[Served]
                     result.failed[_failure_kind(reply)] += 1
                     result.first_error = result.first_error or reply.error[:300]
                     continue
-                rows.append(_generation(*todo[request.id], completion, settings))
+                rows.append(generation_row(*todo[request.id], completion, settings))
                 if len(rows) >= WRITE_EVERY:
                     flush()
         finally:  # what arrived is kept, even when the endpoint refuses the rest

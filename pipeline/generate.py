@@ -177,8 +177,7 @@ def generate_all(store: Store, engine: VLLMEngine, checkpoints: Sequence[Checkpo
     with tqdm(total=len(requests), disable=not progress, leave=False,
               desc=f"generate {len(checkpoints)} checkpoints (vllm)") as bar:
         for answers in engine.generate(requests):
-            rows = [_generation(todo[a.id][0], todo[a.id][1], todo[a.id][2], a, settings)
-                    for a in answers]
+            rows = [generation_row(*todo[a.id], a, settings) for a in answers]
             store.upsert_generations(rows)
             added += len(rows)
             bar.update(len(rows))
@@ -187,8 +186,9 @@ def generate_all(store: Store, engine: VLLMEngine, checkpoints: Sequence[Checkpo
     return added
 
 
-def _generation(checkpoint: Checkpoint, item: WorkItem, temperature: float, answer: Completion,
-                settings: GenerationSettings) -> Generation:
+def generation_row(checkpoint: Checkpoint, item: WorkItem, temperature: float,
+                   answer: Completion, settings: GenerationSettings) -> Generation:
+    """The stored answer, with its coherence flags (every engine and endpoint writes these)."""
     flags = coherence(answer.text)
     return Generation(
         checkpoint_id=checkpoint.id, prompt_id=item.prompt.id, temperature=temperature,
@@ -202,5 +202,6 @@ def _generate_batch(model, tokenizer, checkpoint: Checkpoint, batch: list[WorkIt
     seed = int(stable_id("batch-seed", settings.seed, [i.id for i in batch])[:8], 16)
     texts = [chat_prompt(tokenizer, i.prompt.text) for i in batch]
     answers = sample_batch(model, tokenizer, texts, temperature, settings.max_new_tokens, seed)
-    return [_generation(checkpoint, item, temperature, Completion(item.id, text, count, reason),
-                        settings) for item, (text, count, reason) in zip(batch, answers)]
+    return [generation_row(checkpoint, item, temperature,
+                           Completion(item.id, text, count, reason), settings)
+            for item, (text, count, reason) in zip(batch, answers)]

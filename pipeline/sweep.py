@@ -36,8 +36,8 @@ from pipeline.capability import measure_checkpoint, measured
 from pipeline.config import BenchmarkSpec, DataSpec, EndpointSpec, SweepConfig
 from pipeline.endpoint import generate_endpoint, measure_endpoint_capability, register
 from pipeline.finetune import finetune, package_versions
-from pipeline.engine import (EngineKind, EngineUnavailable, Request, check_servable,
-                             choose_engine, close_shared, engine_rank, shared_engine)
+from pipeline.engine import EngineKind, Request, choose_engine, close_shared, shared_engine
+from pipeline.servable import EngineUnavailable, check_servable, engine_rank
 from pipeline.generate import AdapterSwitcher, generate_all, generate_checkpoint, sample_batch
 from pipeline.instructions import load_instructions
 from pipeline.judge import judge_store

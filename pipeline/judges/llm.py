@@ -33,7 +33,8 @@ from typing import Any
 
 from pipeline.judges import (JudgeCache, JudgeFn, JudgeItem, JudgeOutcome, Template, clip_raw,
                              judge, load_template, parse_answer)
-from pipeline.engine import (EngineKind, EngineUnavailable, choose_engine, shared_engine)
+from pipeline.engine import EngineKind, choose_engine, shared_engine
+from pipeline.servable import EngineUnavailable
 from pipeline.models import LoadOptions, chat_prompt, load_model
 
 DEFAULT_TEMPLATE = "sorry_bench"

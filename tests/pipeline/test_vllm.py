@@ -20,11 +20,11 @@ pytest.importorskip("vllm", reason="vLLM is installed by scripts/setup.sh (vllm-
 
 from annotations.records import Checkpoint, Prompt, Run  # noqa: E402
 from annotations.store import Store  # noqa: E402
-from pipeline.engine import (EngineUnavailable, Request, check_adapter,  # noqa: E402
-                             close_shared, shared_engine)
+from pipeline.engine import Request, close_shared, shared_engine  # noqa: E402
 from pipeline.generate import GenerationSettings, generate_all, sample_batch  # noqa: E402
 from pipeline.judges import JudgeItem, create_judge  # noqa: E402
 from pipeline.models import chat_prompt, load_model  # noqa: E402
+from pipeline.servable import EngineUnavailable, check_adapter  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -123,7 +123,7 @@ def test_base_requests_beside_adapters_in_every_slot_answer_as_the_base(engine, 
 
 
 def test_engine_rank_is_the_smallest_vllm_accepts_for_the_adapters(adapters, tmp_path):
-    from pipeline.engine import engine_rank
+    from pipeline.servable import engine_rank
 
     big = tmp_path / "big"
     big.mkdir()
@@ -292,7 +292,7 @@ def test_a_sweep_falls_back_to_hf_where_the_config_allows_and_says_so(tmp_path, 
 
 
 def test_an_architecture_vllm_lacks_is_refused_before_any_engine(tmp_path):
-    from pipeline.engine import check_architecture
+    from pipeline.servable import check_architecture
 
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["NoSuchForCausalLM"]}))
     with pytest.raises(EngineUnavailable, match="architecture NoSuchForCausalLM is not among"):
