@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
-from benchmarks.bench_generate import (  # noqa: E402
+from benchmarks.common import (  # noqa: E402
     add_common_args, cpu_threads, emit, environment, fill_sizes, gb, mixed_lengths, model_source,
     release_memory, synchronize, words)
 
