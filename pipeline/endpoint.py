@@ -35,6 +35,7 @@ API. They are generated, judged and analysed like local checkpoints:
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 from collections import Counter
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 
 WRITE_EVERY = 32  # answers per transaction
 MAX_ANSWER_CHARS = 64_000  # what a generation keeps of an endpoint's answer
+NOT_SENT_ERROR = "not sent: the endpoint kept failing"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not \t \n \r
 
 
@@ -85,7 +87,7 @@ class ChatRequest:
 @dataclass
 class EndpointResult:
     added: int = 0
-    failed: Counter = field(default_factory=Counter)  # kind of failure -> requests
+    failed: Counter = field(default_factory=Counter)  # Failure -> requests
     first_error: str = ""
 
     @property
@@ -166,7 +168,7 @@ class EndpointClient:
 
         def one(request: ChatRequest) -> tuple[Completion | None, Reply]:
             if breaker.open:
-                return None, Reply(None, "not sent: the endpoint kept failing", transient=True)
+                return None, Reply(None, NOT_SENT_ERROR, transient=True)
             reply = post(self.client, f"{self.url}/chat/completions", _body(request),
                          self.policy, EndpointUnavailable)
             breaker.record(reply.transient)
@@ -208,12 +210,22 @@ def _completion(request: ChatRequest, reply: Reply) -> Completion | None:
     return Completion(request.id, kept, tokens if isinstance(tokens, int) else 0, reason)
 
 
-def _failure_kind(reply: Reply) -> str:
+class Failure(str, enum.Enum):
+    """Why a request stored nothing (counted per kind; asked again on the next run)."""
+
+    RETRIES = "retries ran out"
+    NOT_SENT = "not sent"  # the breaker was open: the endpoint kept failing
+    MALFORMED = "malformed answer"
+    REFUSED = "refused by the endpoint"  # another 4xx: the request's own
+
+
+
+def _failure(reply: Reply) -> Failure:
     if reply.transient:
-        return "retries ran out" if not reply.error.startswith("not sent") else "not sent"
+        return Failure.NOT_SENT if reply.error == NOT_SENT_ERROR else Failure.RETRIES
     if reply.body is not None or reply.error.startswith("malformed"):
-        return "malformed answer"
-    return "refused by the endpoint"  # another 4xx: the request's own
+        return Failure.MALFORMED
+    return Failure.REFUSED
 
 
 def generate_endpoint(store: Store, spec: EndpointSpec, served: Sequence[Served],
@@ -249,7 +261,7 @@ def generate_endpoint(store: Store, spec: EndpointSpec, served: Sequence[Served]
             for request, completion, reply in client.complete(requests):
                 bar.update(1)
                 if completion is None:
-                    result.failed[_failure_kind(reply)] += 1
+                    result.failed[_failure(reply)] += 1
                     result.first_error = result.first_error or reply.error[:300]
                     continue
                 rows.append(generation_row(*todo[request.id], completion, settings))
@@ -260,7 +272,7 @@ def generate_endpoint(store: Store, spec: EndpointSpec, served: Sequence[Served]
     if result.failures:
         log.warning("endpoint %s: %d of %d answers not stored (%s), asked again on the next "
                     "run; first error: %s", spec.name, result.failures, len(requests),
-                    ", ".join(f"{k}: {n}" for k, n in result.failed.items()),
+                    ", ".join(f"{k.value}: {n}" for k, n in result.failed.items()),
                     result.first_error)
     return result
 
