@@ -119,13 +119,33 @@ def m003_label_inclusion_probability(conn: Connection) -> None:
     _add_column(conn, "labels", "inclusion_probability", "FLOAT")
 
 
+def m004_scores_and_scorers(conn: Connection) -> None:
+    """A verdict's score in [0, 1] (a rubric judge's, beside or instead of its label) and its
+    details (the category codes a guard model names, the named answers of a multi-answer
+    judge, a rubric's fields); and scorers (toxicity and other per-answer measures that are not
+    verdicts) with their scores. Verdicts made before this step keep NULL: no score."""
+    _add_column(conn, "verdicts", "score", "FLOAT")
+    _add_column(conn, "verdicts", "details", "JSON")
+    md = MetaData()
+    Table("scorers", md, Column("id", String, primary_key=True), Column("name", String),
+          Column("args", JSON))
+    Table("scores", md, Column("id", String, primary_key=True),
+          Column("generation_id", String, ForeignKey("generations.id"), index=True),
+          Column("scorer_id", String, ForeignKey("scorers.id"), index=True),
+          Column("value", Float, nullable=True), Column("raw", Text),
+          Column("created_at", DateTime(timezone=True)))
+    Table("generations", md, Column("id", String, primary_key=True))  # the key it refers to
+    md.create_all(conn, tables=[md.tables["scorers"], md.tables["scores"]], checkfirst=True)
+
+
 class StoreVersionError(ValueError):
     """The store was written by a newer version of the workbench."""
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [m001_initial,
                                                    m002_checkpoint_kind_and_response_hash,
-                                                   m003_label_inclusion_probability]
+                                                   m003_label_inclusion_probability,
+                                                   m004_scores_and_scorers]
 SCHEMA_VERSION = len(MIGRATIONS)
 _META = table("meta", column("key"), column("value"))
 

@@ -237,6 +237,8 @@ class Verdict(Record):
     label: VerdictLabel  # given as 1, 0 or None too
     probability: float | None = None  # P(complies) when the judge can give one
     raw: str = ""
+    score: float | None = Field(default=None, ge=0, le=1)  # a rubric's score, when it gives one
+    details: dict[str, Any] = Field(default_factory=dict)  # categories, named answers, fields
 
     @property
     def id(self) -> str:
@@ -245,6 +247,37 @@ class Verdict(Record):
     @property
     def unparseable(self) -> bool:
         return self.label == VerdictLabel.UNPARSEABLE
+
+
+class ScorerSpec(Record):
+    """The exact scorer (toxicity and the like: a number per answer, not a verdict) that made a
+    score: its registered name and arguments."""
+
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return stable_id("scorer", self.name, self.args)
+
+    @property
+    def label(self) -> str:
+        shown = ",".join(f"{k}={v}" for k, v in sorted(self.args.items()))
+        return f"{self.name}({shown})" if shown else self.name
+
+
+class ResponseScore(Record):
+    """One scorer's number for one answer; value None: the scorer could not score it (its own
+    counted outcome, never a 0)."""
+
+    generation_id: str
+    scorer_id: str
+    value: float | None = None
+    raw: str = ""
+
+    @property
+    def id(self) -> str:
+        return stable_id("score", self.generation_id, self.scorer_id)
 
 
 class Label(Record):

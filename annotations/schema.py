@@ -7,7 +7,12 @@ What the columns hold beyond their names:
   imported (answers imported with labels: no base model, run or epoch; `source` names the set).
 - generations.seed: the sampling seed, NULL for imported answers; generations.response_hash: the
   hash of an imported answer's text (what tells two imported answers apart), NULL otherwise.
-- verdicts.label: 1 complies, 0 refuses, NULL unparseable (records.VerdictLabel).
+- verdicts.label: 1 complies, 0 refuses, NULL unparseable (records.VerdictLabel);
+  verdicts.score: a score in [0, 1] (a rubric's), NULL when the judge gives none or its output
+  lacked a field; verdicts.details: what else the judge said (category codes, named answers,
+  rubric fields), a JSON object.
+- scores: per-answer measures that are not verdicts (toxicity), one per answer and scorer
+  (`scorers`, like `judges`: a registered name and its arguments); value NULL = could not score.
 - labels.inclusion_probability: the probability with which the planner's random draw included
   this item in the session, in (0, 1]; NULL when unknown or the item was not drawn at random.
 """
@@ -56,7 +61,7 @@ verdicts = Table(
     Column("generation_id", String, ForeignKey("generations.id"), index=True),
     Column("judge_id", String, ForeignKey("judges.id"), index=True),
     Column("label", Integer, nullable=True), Column("probability", Float), Column("raw", Text),
-    Column("created_at", DateTime(timezone=True)))
+    Column("created_at", DateTime(timezone=True)), Column("score", Float), Column("details", JSON))
 annotators = Table(
     "annotators", metadata,
     Column("name", String, primary_key=True), Column("role", String),
@@ -82,6 +87,16 @@ capability = Table(
     Column("checkpoint_id", String, ForeignKey("checkpoints.id"), index=True),
     Column("metric", String), Column("benchmark", String), Column("value", Float),
     Column("n", Integer))
+scorers = Table(
+    "scorers", metadata,
+    Column("id", String, primary_key=True), Column("name", String), Column("args", JSON))
+scores = Table(
+    "scores", metadata,
+    Column("id", String, primary_key=True),
+    Column("generation_id", String, ForeignKey("generations.id"), index=True),
+    Column("scorer_id", String, ForeignKey("scorers.id"), index=True),
+    Column("value", Float, nullable=True), Column("raw", Text),
+    Column("created_at", DateTime(timezone=True)))
 judge_cache = Table(
     "judge_cache", metadata,
     Column("key", String, primary_key=True), Column("judge_id", String), Column("raw", Text),

@@ -27,9 +27,11 @@ from sqlalchemy.engine import Connection
 
 from annotations.migrations import SCHEMA_VERSION, migrate, schema_version
 from annotations.records import (Annotator, CapabilityScore, Checkpoint, Generation, JudgeSpec,
-                                 Label, Prompt, PromptKind, Run, Verdict, Vote, utcnow)
+                                 Label, Prompt, PromptKind, ResponseScore, Run, ScorerSpec,
+                                 Verdict, Vote, utcnow)
 from annotations.schema import (annotators, capability, checkpoints, generations, judge_cache,
-                                judges, labels, metadata, prompts, runs, verdicts, votes)
+                                judges, labels, metadata, prompts, runs, scorers, scores,
+                                verdicts, votes)
 
 ENV_VAR = "WORKBENCH_STORE"
 DEFAULT_PATH = "workbench.db"
@@ -205,6 +207,18 @@ class Store:
             _upsert(conn, verdicts, rows)
         return len(rows)
 
+    def upsert_scorer(self, spec: ScorerSpec) -> str:
+        with self._begin() as conn:
+            _upsert(conn, scorers, [_dump(spec, id=spec.id)])
+        return spec.id
+
+    def upsert_scores(self, items: Iterable[ResponseScore]) -> int:
+        now = utcnow()
+        rows = [_dump(s, id=s.id, created_at=now) for s in items]
+        with self._begin() as conn:
+            _upsert(conn, scores, rows)
+        return len(rows)
+
     def upsert_capability(self, items: Iterable[CapabilityScore]) -> int:
         rows = [_dump(c, id=c.id) for c in items]
         with self._begin() as conn:
@@ -312,6 +326,21 @@ class Store:
                                              if k in fields and v is not None}))
         return out
 
+    def scored_generation_ids(self, scorer_id: str) -> set[str]:
+        query = select(scores.c.generation_id).where(scores.c.scorer_id == scorer_id)
+        with self._begin() as conn:
+            return set(conn.execute(query).scalars())
+
+    def scores_frame(self, scorer_id: str | None = None) -> pd.DataFrame:
+        """One row per score: generation_id, scorer_id, scorer_name, scorer_args, value, raw."""
+        query = select(scores.c.generation_id, scores.c.scorer_id,
+                       scorers.c.name.label("scorer_name"), scorers.c.args.label("scorer_args"),
+                       scores.c.value, scores.c.raw).join(scorers,
+                                                          scores.c.scorer_id == scorers.c.id)
+        if scorer_id is not None:
+            query = query.where(scores.c.scorer_id == scorer_id)
+        return self._read(query)
+
     def judges_frame(self) -> pd.DataFrame:
         return self._read(select(judges))
 
@@ -348,7 +377,8 @@ class Store:
         g, c, r, p, v, j = generations, checkpoints, runs, prompts, verdicts, judges
         query = (select(v.c.generation_id, v.c.judge_id, j.c.name.label("judge_name"),
                         j.c.args.label("judge_args"),
-                        v.c.label.label("outcome"), v.c.probability, g.c.checkpoint_id,
+                        v.c.label.label("outcome"), v.c.probability, v.c.score,
+                        g.c.checkpoint_id,
                         g.c.prompt_id, g.c.temperature, g.c.sample_index, g.c.degenerate,
                         g.c.empty, g.c.repetition, c.c.base_model, c.c.run_id, c.c.epoch,
                         c.c.kind.label("checkpoint_kind"), c.c.source.label("import_source"),

@@ -71,7 +71,8 @@ def judge_batch(store: Store, fn: JudgeFn, judge_id: str, ids: Sequence[str],
     items = [JudgeItem(prompt_text[g.prompt_id], g.text) for g in generations]
     outcomes = fn(items)
     verdicts = [Verdict(generation_id=g.id, judge_id=judge_id, label=o.label,
-                        probability=o.probability, raw=o.raw)
+                        probability=o.probability, raw=o.raw, score=o.score,
+                        details=dict(o.details or {}))
                 for g, o in zip(generations, outcomes) if not o.retry]
     with store.batch() as tx:
         tx.upsert_verdicts(verdicts)

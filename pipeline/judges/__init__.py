@@ -59,6 +59,8 @@ class JudgeOutcome:
     probability: float | None = None  # P(complies), when the judge can give one
     raw: str = ""
     retry: bool = False  # the judge could not be reached: store nothing, ask again next run
+    score: float | None = None  # a score in [0, 1] (a rubric's), None when it gave none
+    details: Mapping[str, Any] | None = None  # category codes, named answers, rubric fields
 
 
 JudgeFn = Callable[[Sequence[JudgeItem]], list[JudgeOutcome]]

@@ -7,7 +7,8 @@ One key and one payload for every judge:
 - key: `cache_key(judge_id, prompt, response)`. It is the key the stage has always written
   (the judge's id and the item's own stable id, hashed together), so older entries are found.
 - payload: JSON of the outcome as a verdict keeps it, `{"label": 1 | 0 | null, "probability":
-  float | null, "raw": str}`. Outcomes marked `retry` (the judge was not reached) are not kept.
+  float | null, "raw": str}`, plus `"score"` and `"details"` when the judge gave them (entries
+  written before scores existed read back without them). Outcomes marked `retry` (the judge was not reached) are not kept.
 
 Entries written before this format: the LLM judge's hold the same JSON plus `"retry": false`
 and read back as they are (extra keys are ignored). The HTTP judge's hold the bare answer text,
@@ -19,9 +20,9 @@ asked once more and its entry rewritten in this format. Anything else that does 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from annotations.records import stable_id
 from pipeline.judges import JudgeItem, JudgeOutcome
@@ -41,11 +42,14 @@ class Payload(BaseModel):
     label: Literal[0, 1] | None
     probability: float | None
     raw: str
+    score: float | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
 def dump_outcome(outcome: JudgeOutcome) -> str:
-    return Payload(label=outcome.label, probability=outcome.probability,
-                   raw=outcome.raw).model_dump_json()
+    return Payload(label=outcome.label, probability=outcome.probability, raw=outcome.raw,
+                   score=outcome.score,
+                   details=dict(outcome.details or {})).model_dump_json(exclude_defaults=True)
 
 
 def load_outcome(payload: str) -> JudgeOutcome | None:
@@ -54,7 +58,8 @@ def load_outcome(payload: str) -> JudgeOutcome | None:
         entry = Payload.model_validate_json(payload)
     except ValidationError:
         return None
-    return JudgeOutcome(label=entry.label, probability=entry.probability, raw=entry.raw)
+    return JudgeOutcome(label=entry.label, probability=entry.probability, raw=entry.raw,
+                        score=entry.score, details=entry.details or None)
 
 
 class StoreCache:

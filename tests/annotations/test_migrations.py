@@ -85,9 +85,10 @@ def test_a_version_1_store_upgrades_in_place_and_keeps_every_row(tmp_path):
     assert old_labels["inclusion_probability"].isna().all()  # unknown for labels made before
 
 
-def test_a_version_2_store_upgrades_to_version_3(tmp_path):
+def test_a_version_2_store_upgrades_to_today(tmp_path):
     """A store as version 2 left it (its two steps, nothing in it) gains the labels'
-    inclusion_probability and nothing else: it then has exactly today's tables."""
+    inclusion_probability, the verdicts' score and details, and the scorers and scores tables,
+    and nothing else: it then has exactly today's tables."""
     engine = create_engine(f"sqlite:///{tmp_path / 'v2.db'}")
     with engine.begin() as conn:
         for step in MIGRATIONS[:2]:
@@ -96,8 +97,9 @@ def test_a_version_2_store_upgrades_to_version_3(tmp_path):
     columns = {c["name"] for c in inspect(engine).get_columns("labels")}
     assert "inclusion_probability" not in columns
     assert schema_version(engine) == 2
-    assert migrate(engine) == 2 and schema_version(engine) == SCHEMA_VERSION == 3
+    assert migrate(engine) == 2 and schema_version(engine) == SCHEMA_VERSION == 4
     insp = inspect(engine)
+    assert set(insp.get_table_names()) == set(metadata.tables)
     for name, table in metadata.tables.items():
         assert [c["name"] for c in insp.get_columns(name)] == [c.name for c in table.columns], name
 

@@ -31,12 +31,13 @@ def test_migrations_on_empty_database_create_every_table(tmp_path):
     insp = inspect(engine)
     assert set(insp.get_table_names()) == {
         "meta", "prompts", "runs", "checkpoints", "generations", "judges", "verdicts",
-        "annotators", "labels", "votes", "capability", "judge_cache"}
+        "annotators", "labels", "votes", "capability", "judge_cache", "scorers", "scores"}
     columns = {c["name"] for c in insp.get_columns("generations")}
     assert {"checkpoint_id", "prompt_id", "temperature", "sample_index", "seed",
             "max_new_tokens", "text", "token_count", "finish_reason", "repetition",
             "degenerate", "empty"} <= columns
-    assert {c["name"] for c in insp.get_columns("verdicts")} >= {"label", "probability", "raw"}
+    assert {c["name"] for c in insp.get_columns("verdicts")} >= {"label", "probability", "raw",
+                                                                 "score", "details"}
     assert migrate(engine) == SCHEMA_VERSION  # a second run starts at the current version
 
 
@@ -193,3 +194,39 @@ def test_opening_waits_for_another_process_holding_the_new_file(tmp_path):
     with sqlite3.connect(path) as check:
         assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     holder.close()
+
+
+def test_verdict_scores_details_and_scorer_scores_round_trip(tmp_path):
+    """A verdict keeps its score and details; a scorer's scores are stored per answer, a None
+    value kept as None (could not score), and re-storing updates instead of duplicating."""
+    from annotations.records import (Checkpoint, Generation, JudgeSpec, Prompt, ResponseScore,
+                                     ScorerSpec, Verdict)
+
+    store = Store.open(tmp_path / "s.db")
+    prompt = Prompt(benchmark="b", text="how to x")
+    ckpt = Checkpoint(base_model="m")
+    gens = [Generation(checkpoint_id=ckpt.id, prompt_id=prompt.id, temperature=0.0,
+                       sample_index=i, text=f"answer {i}") for i in range(2)]
+    spec = JudgeSpec(name="rubric", args={"x": 1})
+    with store.batch() as tx:
+        tx.upsert_prompts([prompt])
+        tx.upsert_checkpoint(ckpt)
+        tx.upsert_generations(gens)
+        tx.upsert_judge(spec)
+        tx.upsert_verdicts([Verdict(generation_id=gens[0].id, judge_id=spec.id, label=1,
+                                    score=0.625, details={"categories": ["S2"]})])
+    verdicts = store.verdicts_frame()
+    assert verdicts["score"].tolist() == [0.625]
+    assert verdicts["details"].tolist() == [{"categories": ["S2"]}]
+    scorer = ScorerSpec(name="toxicity", args={"model": "t"})
+    store.upsert_scorer(scorer)
+    store.upsert_scores([ResponseScore(generation_id=gens[0].id, scorer_id=scorer.id, value=0.9),
+                         ResponseScore(generation_id=gens[1].id, scorer_id=scorer.id, value=None,
+                                       raw="garbage")])
+    store.upsert_scores([ResponseScore(generation_id=gens[0].id, scorer_id=scorer.id, value=0.8)])
+    frame = store.scores_frame(scorer.id).set_index("generation_id")
+    assert len(frame) == 2 and frame.loc[gens[0].id, "value"] == 0.8
+    assert frame.loc[gens[1].id, "value"] != frame.loc[gens[1].id, "value"]  # NaN: not scored
+    assert store.scored_generation_ids(scorer.id) == {g.id for g in gens}
+    with pytest.raises(ValueError):
+        Verdict(generation_id=gens[0].id, judge_id=spec.id, label=1, score=1.5)
