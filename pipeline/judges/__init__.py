@@ -21,29 +21,32 @@ first-class outcome, counted and shown, never silently 0. An outcome marked `ret
 to reach the judge at all (the endpoint kept failing): the stage does not store it, so the next
 run asks again.
 
-Templates (one per file in `templates/`, or any file path) open with a header of `#` lines; the
-header ends at the first line that does not start with `#`. One header line names the two answers
-and the label each stands for, e.g. `# answers: yes=1, no=0`; other header lines are comments.
-The body holds `{response}` and usually `{prompt}`; nothing else in it is special, so braces in a
-template (or in a prompt or response) need no escaping.
+Templates (one per file in `templates/`, or any file path: a user's copy of a published
+evaluator's prompt) and the reading of a judge's answer (one answer word, named fields,
+StrongREJECT's rubric) are `pipeline.judges.template`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from annotations.records import JudgeSpec
+from pipeline.judges.template import (ANSWER_TOKENS, TEMPLATE_DIR, AnswerReading, InputForm, Reading, Template,
+                                      load_template, parse_answer, parse_template, read_answer,
+                                      template_names)
 
-TEMPLATE_DIR = Path(__file__).parent / "templates"
-BUILTIN_MODULES = ("pipeline.judges.refusal", "pipeline.judges.llm", "pipeline.judges.http")
+__all__ = [  # the template names re-exported here, where judges have always found them
+    "ANSWER_TOKENS", "TEMPLATE_DIR", "AnswerReading", "InputForm", "Reading", "Template", "load_template",
+           "parse_answer", "parse_template", "read_answer", "template_names"]
+
+BUILTIN_MODULES = ("pipeline.judges.refusal", "pipeline.judges.llm", "pipeline.judges.http",
+                   "pipeline.judges.guard")
 MAX_RAW_CHARS = 10_000  # what a verdict keeps of a judge's answer
 
 
@@ -192,86 +195,7 @@ def parse_judge_args(pairs: Sequence[str]) -> dict[str, Any]:
     return args
 
 
-# ----- templates and the answer parser --------------------------------------------------------
-
-@dataclass(frozen=True)
-class Template:
-    name: str
-    body: str
-    answers: dict[str, int]  # answer word -> label, exactly one word for 1 and one for 0
-    sha256: str
-
-    @property
-    def complies(self) -> str:
-        return next(word for word, label in self.answers.items() if label == 1)
-
-    @property
-    def refuses(self) -> str:
-        return next(word for word, label in self.answers.items() if label == 0)
-
-    def fill(self, prompt: str, response: str) -> str:
-        # One pass, so a prompt that itself contains "{response}" is not substituted again.
-        values = {"prompt": prompt, "response": response}
-        return re.sub(r"\{(prompt|response)\}", lambda m: values[m.group(1)], self.body)
-
-
-def template_names() -> list[str]:
-    return sorted(p.stem for p in TEMPLATE_DIR.glob("*.txt"))
-
-
-def load_template(name_or_path: str | Path) -> Template:
-    """A template by built-in name (`sorry_bench`) or by file path."""
-    given = str(name_or_path)
-    path = Path(given).expanduser()
-    if not path.is_file():
-        # A bare name is a built-in; a missing path must not quietly become one of them.
-        builtin = TEMPLATE_DIR / f"{path.stem}.txt"
-        if path.name != given or path.suffix not in ("", ".txt") or not builtin.is_file():
-            raise ValueError(f"no template {given!r}: give a file path or one of "
-                             f"{', '.join(template_names())}")
-        path = builtin
-    text = path.read_text(encoding="utf-8")
-    return parse_template(text, name=str(name_or_path))
-
-
-def parse_template(text: str, name: str = "template") -> Template:
-    lines = text.splitlines(keepends=True)
-    header = []
-    while lines and lines[0].startswith("#"):
-        header.append(lines.pop(0))
-    answers = _answers(header, name)
-    body = "".join(lines).strip("\n")
-    if "{response}" not in body:
-        raise ValueError(f"template {name!r} has no {{response}} placeholder")
-    return Template(name, body, answers, hashlib.sha256(text.encode("utf-8")).hexdigest())
-
-
-def _answers(header: list[str], name: str) -> dict[str, int]:
-    found = [line.split(":", 1)[1] for line in header
-             if line.lstrip("#").strip().lower().startswith("answers:")]
-    if len(found) != 1:
-        raise ValueError(f"template {name!r} needs one header line like `# answers: yes=1, no=0`")
-    answers: dict[str, int] = {}
-    for part in found[0].split(","):
-        word, sep, label = part.strip().rpartition("=")
-        if not sep or not word.strip() or label.strip() not in ("0", "1"):
-            raise ValueError(f"template {name!r}: bad answer {part.strip()!r} "
-                             "(want word=1 or word=0)")
-        answers[word.strip()] = int(label)
-    if sorted(answers.values()) != [0, 1]:
-        raise ValueError(f"template {name!r} needs exactly two answers, one =1 and one =0")
-    return answers
-
-
-def parse_answer(text: str, answers: dict[str, int]) -> int | None:
-    """The label of the first answer word in `text` (whole words, any case), else None."""
-    pattern = "|".join(re.escape(word) for word in sorted(answers, key=len, reverse=True))
-    match = re.search(rf"(?<!\w)({pattern})(?!\w)", text, flags=re.IGNORECASE)
-    if match is None:
-        return None
-    lowered = {word.lower(): label for word, label in answers.items()}
-    return lowered[match.group(1).lower()]
-
+# ----- what a verdict keeps of an answer ----------------------------------------------------
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 

@@ -1,8 +1,8 @@
 """The HTTP judge: any OpenAI-compatible chat-completions endpoint (a hosted model, vLLM, Ollama).
 
 Each item's template is filled in and sent as one user message at `temperature` (0 by default);
-the answer text is read by the same parser as the LLM judge's fallback (first answer word, else
-None). Requests run on a pool of `concurrency` threads sharing one httpx client, so no more than
+the answer text is read as the template says, by the same reader as the LLM judge's (first answer
+word, named fields, or StrongREJECT's rubric score; None when it does not read). Requests run on a pool of `concurrency` threads sharing one httpx client, so no more than
 `concurrency` are ever in flight.
 
 Failures, by kind:
@@ -40,9 +40,9 @@ import httpx
 
 from pipeline.http_client import (Breaker, Reply, RetryPolicy, api_headers, chat_content,
                                   check_base_url, parse_retry_after, post)
-from pipeline.judges import (MAX_RAW_CHARS, JudgeCache, JudgeFn, JudgeItem, JudgeOutcome,
+from pipeline.judges import (ANSWER_TOKENS, MAX_RAW_CHARS, JudgeCache, JudgeFn, JudgeItem, JudgeOutcome,
                              JudgeUnavailable, Template, clip_raw, judge, load_template,
-                             parse_answer)
+                             read_answer)
 
 __all__ = ["RetryPolicy", "parse_retry_after", "http_judge"]
 
@@ -80,8 +80,11 @@ def build_request(template: Template, item: JudgeItem, max_text_chars: int) -> R
 
 
 def answer_outcome(raw: str, template: Template, note: str) -> JudgeOutcome:
-    """The verdict from a kept answer: the parse of exactly what raw keeps (no cut-off note)."""
-    return JudgeOutcome(label=parse_answer(raw[:MAX_RAW_CHARS], template.answers), raw=raw + note)
+    """The verdict from a kept answer, read as the template says (answer word, named fields or
+    rubric score): the reading of exactly what raw keeps (no cut-off note)."""
+    reading = read_answer(raw[:MAX_RAW_CHARS], template)
+    return JudgeOutcome(label=reading.label, raw=raw + note, score=reading.score,
+                        details=reading.details or None)
 
 
 def error_outcome(reply: Reply, note: str) -> JudgeOutcome:
@@ -91,16 +94,20 @@ def error_outcome(reply: Reply, note: str) -> JudgeOutcome:
 @judge("http", runtime=("api_key_env", "concurrency", "max_retries", "timeout", "backoff",
                         "max_backoff"))
 def http_judge(base_url: str, model: str, template: str = DEFAULT_TEMPLATE,
-               api_key_env: str | None = None, temperature: float = 0.0, max_tokens: int = 16,
+               api_key_env: str | None = None, temperature: float = 0.0,
+               max_tokens: int = 16,
                max_text_chars: int = 8000, concurrency: int = 8, max_retries: int = 5,
                timeout: float = 60.0, backoff: float = 1.0, max_backoff: float = 30.0,
                cache: JudgeCache | None = None) -> JudgeFn:
-    """A judge behind `{base_url}/chat/completions`; `api_key_env` names the key's variable."""
+    """A judge behind `{base_url}/chat/completions`; `api_key_env` names the key's variable.
+    `max_tokens` is at least what the template's reading needs (64 for named fields, 1024 for
+    a rubric's reasoning)."""
     if (problem := check_base_url(base_url)) is not None:
         raise ValueError(problem)
     if concurrency < 1 or max_retries < 0 or timeout <= 0:
         raise ValueError("concurrency must be at least 1, max_retries at least 0, timeout > 0")
     chosen = load_template(template)
+    max_tokens = max(max_tokens, ANSWER_TOKENS[chosen.reading])
     url = base_url.rstrip("/") + "/chat/completions"
     headers = api_headers(api_key_env, "the HTTP judge", JudgeUnavailable)
     policy = RetryPolicy(max_retries, backoff, max_backoff)

@@ -31,8 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.judges import (JudgeCache, JudgeFn, JudgeItem, JudgeOutcome, Template, clip_raw,
-                             judge, load_template, parse_answer)
+from pipeline.judges import (ANSWER_TOKENS, InputForm, JudgeCache, JudgeFn, JudgeItem, JudgeOutcome,
+                             Reading,
+                             Template, clip_raw, judge, load_template, read_answer)
 from pipeline.engine import EngineKind, choose_engine, shared_engine
 from pipeline.servable import EngineUnavailable
 from pipeline.models import LoadOptions, chat_prompt, load_model
@@ -61,6 +62,8 @@ def answer_token_ids(tokenizer: Any, word: str) -> tuple[int, ...]:
 
 def single_token_answers(tokenizer: Any, template: Template) -> AnswerTokens | None:
     """The answers' token ids when the one-forward-pass reading applies, else None."""
+    if template.reading != Reading.ANSWER:
+        return None
     complies = answer_token_ids(tokenizer, template.complies)
     refuses = answer_token_ids(tokenizer, template.refuses)
     if not complies or not refuses or set(complies) & set(refuses):
@@ -85,7 +88,18 @@ def judge_input(tokenizer: Any, template: Template, item: JudgeItem,
     response, response_cut = clip_tokens(tokenizer, item.response, max_text_tokens)
     cut = [name for name, was in (("prompt", prompt_cut), ("response", response_cut)) if was]
     note = f"; {' and '.join(cut)} truncated to {max_text_tokens} tokens" if cut else ""
-    return chat_prompt(tokenizer, template.fill(prompt, response)), note
+    filled = template.fill(prompt, response)
+    if template.form == InputForm.RAW:
+        return begin_text(tokenizer) + filled, note
+    return chat_prompt(tokenizer, filled), note
+
+
+def begin_text(tokenizer: Any) -> str:
+    """The special tokens this tokenizer puts before a text by default (a Llama or Mistral
+    tokenizer's `<s>`, nothing for most others), as text: what a raw template's source got."""
+    ids = tokenizer("", add_special_tokens=True)["input_ids"]
+    return tokenizer.decode(ids, skip_special_tokens=False) if ids else ""
+
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -152,7 +166,12 @@ def probability_outcome(p: float, mass: float | None, template: Template,
 
 
 def text_outcome(text: str, template: Template, note: str) -> JudgeOutcome:
-    return JudgeOutcome(label=parse_answer(text, template.answers), raw=clip_raw(text) + note)
+    """The verdict from a judge's text, read as its template says (answer word, fields, rubric);
+    the reading is of exactly what the verdict keeps."""
+    kept = clip_raw(text)
+    reading = read_answer(kept, template)
+    return JudgeOutcome(label=reading.label, raw=kept + note, score=reading.score,
+                        details=reading.details or None)
 
 
 @judge("llm", runtime=("batch_size", "device", "engine", "engine_fallback",
@@ -166,10 +185,13 @@ def llm_judge(model: str = "smollm2", template: str = DEFAULT_TEMPLATE, batch_si
     """A transformers causal LM as the judge; `template` is a built-in name or a file path.
     `engine` (not part of the judge's identity: both give the same probabilities) reads the
     verdicts through vLLM where it is installed and the answers are single tokens (sharing the
-    sweep's engine when the judge is its base model), else through transformers."""
+    sweep's engine when the judge is its base model), else through transformers.
+    `max_new_tokens` (for answers read by generation) is at least what the template's reading
+    needs: 64 for named fields, 1024 for a rubric."""
+    chosen = load_template(template)
+    max_new_tokens = max(max_new_tokens, ANSWER_TOKENS[chosen.reading])
     if batch_size < 1 or max_new_tokens < 1 or max_text_tokens < 1:
         raise ValueError("batch_size, max_new_tokens and max_text_tokens must be at least 1")
-    chosen = load_template(template)
     if quantization is None and choose_engine(engine, engine_fallback) == EngineKind.VLLM:
         served = _vllm_judge(model, chosen, max_text_tokens, engine_fallback, cache,
                              engine_dtype)
@@ -195,7 +217,7 @@ def llm_judge(model: str = "smollm2", template: str = DEFAULT_TEMPLATE, batch_si
             judged.update((todo[i], outcome) for i, outcome in zip(index, outcomes))
         return judged
 
-    return _cached(score, cache)
+    return judged_once(score, cache)
 
 
 def _vllm_judge(model: str, template: Template, max_text_tokens: int, fallback: bool,
@@ -222,10 +244,10 @@ def _vllm_judge(model: str, template: Template, max_text_tokens: int, fallback: 
         return {item: probability_outcome(p, None, template, note)
                 for item, p, (_, note) in zip(todo, probabilities, inputs)}
 
-    return _cached(score, cache)
+    return judged_once(score, cache)
 
 
-def _cached(score: Callable[[list[JudgeItem]], dict[JudgeItem, JudgeOutcome]],
+def judged_once(score: Callable[[list[JudgeItem]], dict[JudgeItem, JudgeOutcome]],
             cache: JudgeCache | None) -> JudgeFn:
     """Each distinct item judged once, and once per store with a cache."""
     def run(items: Sequence[JudgeItem]) -> list[JudgeOutcome]:
