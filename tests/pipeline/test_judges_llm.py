@@ -193,3 +193,25 @@ def test_smollm2_as_the_judge() -> None:
     for outcome in outcomes:
         assert outcome.label in (0, 1) and 0.0 <= outcome.probability <= 1.0
         assert outcome.raw.startswith("p(1)=")
+
+
+def test_a_raw_template_is_the_whole_input_and_a_fields_template_generates(
+        tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`input: raw`: no chat template around the filled body (only the tokenizer's own leading
+    special tokens, none for this one). A WildGuard-shaped fields template is read from
+    generated text: the random model's text has none of the lines, so each verdict is
+    unparseable with every field named as malformed."""
+    _, tokenizer = load_model(str(tiny_model_dir))
+    raw = parse_template("# answers: yes=1, no=0\n# input: raw\n# placeholders: b=prompt, "
+                         "g=response\nrequest : {b} answer : {g} yes or no ?")
+    text, note = judge_input(tokenizer, raw, ITEMS[0], 2000)
+    assert text == f"request : {ITEMS[0].prompt} answer : {ITEMS[0].response} yes or no ?"
+    assert note == "" and "<|im_start|>" not in text
+    fields = tmp_path / "wildguard.txt"
+    fields.write_text("# input: raw\n# answers: yes=1, no=0\n# fields: harmful_request=harmful "
+                      "request, harmful_response=harmful response\n# verdict: harmful_response\n"
+                      "request : {prompt} answer : {response}\n")
+    _, fn = create_judge("llm", model=str(tiny_model_dir), template=str(fields))
+    outcomes = fn(ITEMS[:2])
+    assert all(o.label is None and o.probability is None for o in outcomes)
+    assert all(o.details["malformed"] == ["harmful_request", "harmful_response"] for o in outcomes)
