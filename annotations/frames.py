@@ -24,7 +24,7 @@ from annotations.store import Store
 # three items a rate's bootstrap interval can read "1 [1, 1]", which looks certain and is not.
 MIN_ITEMS = 10
 
-OUTCOME_COLUMNS = ["generation_id", "judge_id", "judge_name", "outcome", "probability",
+OUTCOME_COLUMNS = ["generation_id", "judge_id", "judge_name", "outcome", "probability", "score",
                    "checkpoint_id", "prompt_id", "temperature", "sample_index", "degenerate",
                    "empty", "repetition", "base_model", "run_id", "epoch", "checkpoint_kind",
                    "import_source", "seed", "dataset", "benchmark", "kind", "category_id",
