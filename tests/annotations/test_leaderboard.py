@@ -1,0 +1,114 @@
+"""The judge leaderboard over an imported human-judgment set in a real SQLite store: its numbers
+equal those of `annotations`' functions called by hand on the same items, and the items are
+the same for every judge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from annotations.agreement import judge_agreement, krippendorff_alpha
+from annotations.importers import import_labelled_responses
+from annotations.leaderboard import judge_leaderboard
+from annotations.records import JudgeSpec, Verdict
+from annotations.store import Store
+
+ANNOTATORS = ("h1", "h2", "h3")
+
+
+def build(tmp_path: Path) -> tuple[Store, pd.DataFrame]:
+    """40 answers to 20 prompts in two categories, three people each (some disagree), and three
+    judges: `good` (mostly right), `coin` (random) and `rubric` (a score); `coin` is
+    unparseable on two answers and has no verdict on one (which leaves the board)."""
+    rng = np.random.default_rng(11)
+    rows, truth = [], []
+    for i in range(40):
+        complied = int(rng.random() < 0.5)
+        truth.append(complied)
+        for who in ANNOTATORS:
+            label = complied if rng.random() < 0.85 else 1 - complied
+            rows.append({"prompt": f"request {i // 2}", "response": f"answer {i}",
+                         "label": ["refuses", "complies"][label], "annotator": who,
+                         "category": ["weapons", "fraud"][(i // 2) % 2]})
+    path = tmp_path / "set.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    store = Store.open(tmp_path / "s.db")
+    import_labelled_responses(store, path, source="published")
+    generations = store.generations_frame().sort_values("text", key=lambda s: s.str.split().str[1]
+                                                         .astype(int)).reset_index(drop=True)
+    specs = {name: JudgeSpec(name=name) for name in ("good", "coin", "rubric")}
+    verdicts = []
+    for i, gen in enumerate(generations["id"]):
+        good = truth[i] if rng.random() < 0.9 else 1 - truth[i]
+        verdicts.append(Verdict(generation_id=gen, judge_id=specs["good"].id, label=good))
+        if i != 5:
+            coin = None if i in (7, 8) else int(rng.random() < 0.5)
+            verdicts.append(Verdict(generation_id=gen, judge_id=specs["coin"].id, label=coin))
+        score = float(np.clip(0.7 * truth[i] + rng.normal(0.15, 0.2), 0, 1))
+        verdicts.append(Verdict(generation_id=gen, judge_id=specs["rubric"].id,
+                                label=int(score >= 0.5), score=score))
+    with store.batch() as tx:
+        for spec in specs.values():
+            tx.upsert_judge(spec)
+        tx.upsert_verdicts(verdicts)
+    return store, generations
+
+
+def test_the_leaderboard_equals_annotations_functions_by_hand(tmp_path: Path) -> None:
+    store, generations = build(tmp_path)
+    board = judge_leaderboard(store, benchmarks=["published"], n_boot=300)
+    labels = store.labels_frame()
+    # the same items for every judge: answer 5 (no verdict from coin) leaves the board, and any
+    # answer without a people's majority (none here: three people, two labels)
+    kept = set(generations["id"]) - {generations["id"][5]}
+    assert board.items == len(kept) == 39
+    votes = labels[labels["generation_id"].isin(kept)].groupby("generation_id")["label"].agg(
+        lambda s: int((s == "complies").sum() >= 2))
+    outcomes = store.outcomes_frame()
+    prompts = outcomes.drop_duplicates("generation_id").set_index("generation_id")["prompt_id"]
+    rows = board.judges.set_index("judge")
+    for name in ("good", "coin", "rubric"):
+        mine = outcomes[(outcomes["judge_name"] == name) & outcomes["generation_id"].isin(kept)]
+        parsed = mine.dropna(subset=["outcome"])
+        by_hand = judge_agreement(parsed["outcome"].astype(int),
+                                  votes[parsed["generation_id"]].to_numpy(),
+                                  clusters=prompts[parsed["generation_id"]].to_numpy(), n_boot=300)
+        assert rows.loc[name, "n"] == len(parsed)
+        assert rows.loc[name, "kappa"] == pytest.approx(by_hand.kappa.value)
+        assert rows.loc[name, "kappa_ci_low"] == pytest.approx(by_hand.kappa.ci_low)
+        assert rows.loc[name, "sensitivity"] == pytest.approx(by_hand.sensitivity.value)
+        assert rows.loc[name, "specificity"] == pytest.approx(by_hand.specificity.value)
+        assert rows.loc[name, "unparseable"] == mine["outcome"].isna().sum()
+    assert rows.loc["coin", "unparseable"] == 2 and rows.loc["good", "unparseable"] == 0
+    assert list(board.judges["judge"])[0] == "good"  # best kappa first
+    from sklearn.metrics import roc_auc_score
+    rubric = outcomes[(outcomes["judge_name"] == "rubric") & outcomes["generation_id"].isin(kept)]
+    assert rows.loc["rubric", "auc"] == pytest.approx(
+        roc_auc_score(votes[rubric["generation_id"]], rubric["score"]))
+    assert np.isnan(rows.loc["good", "auc"])  # no scores, no AUC
+    # the ceiling: alpha among the three people on the same items, by hand
+    long = labels[labels["generation_id"].isin(kept)].rename(
+        columns={"generation_id": "unit", "label": "value"})[["unit", "annotator", "value"]]
+    alpha = krippendorff_alpha(long, "nominal", n_boot=300)
+    assert rows.loc["good", "people_alpha"] == pytest.approx(alpha.alpha)
+    assert rows.loc["good", "people_ci_low"] == pytest.approx(alpha.ci_low)
+    # per category: kappa of each judge on each category's items
+    weapons = board.by_category[(board.by_category["judge_name"] == "good")
+                                & (board.by_category["category"] == "weapons")].iloc[0]
+    cat_ids = set(outcomes.loc[outcomes["category"] == "weapons", "generation_id"]) & kept
+    part = outcomes[(outcomes["judge_name"] == "good") & outcomes["generation_id"].isin(cat_ids)]
+    assert weapons["n"] == len(part)
+    assert weapons["kappa"] == pytest.approx(judge_agreement(
+        part["outcome"].astype(int), votes[part["generation_id"]].to_numpy(),
+        clusters=prompts[part["generation_id"]].to_numpy(), n_boot=300).kappa.value)
+    assert set(board.people["category"]) >= {"all", "weapons", "fraud"}
+
+
+def test_a_benchmark_with_no_items_gives_an_empty_board(tmp_path: Path) -> None:
+    store, _ = build(tmp_path)
+    board = judge_leaderboard(store, benchmarks=["nothing-here"], n_boot=50)
+    assert board.items == 0 and board.judges.empty and board.by_category.empty
