@@ -86,3 +86,19 @@ def judge_leaderboard(source: Store | Frames, benchmarks: Sequence[str] | None =
     chosen = tuple(benchmarks) if benchmarks else tuple(sorted(
         frames.outcomes["benchmark"].dropna().unique()))
     return Leaderboard(judges, by_category.reset_index(drop=True), people, items, chosen)
+
+
+def labelled_benchmarks(source: Store | Frames) -> list[str]:
+    """The benchmarks (an imported set is its own) with judged answers that people labelled."""
+    frames = frames_of(source)
+    read = human_majority(frames.labels)
+    read = read.loc[read["human"].notna(), "generation_id"]
+    judged = frames.outcomes[frames.outcomes["generation_id"].isin(read)]
+    return sorted(judged["benchmark"].dropna().astype(str).unique())
+
+
+def leaderboards(source: Store | Frames, n_boot: int = 1000, seed: int = 0) -> list[Leaderboard]:
+    """One leaderboard per labelled benchmark (the report's and the app's)."""
+    frames = frames_of(source)
+    return [judge_leaderboard(frames, [name], n_boot=n_boot, seed=seed)
+            for name in labelled_benchmarks(frames)]

@@ -20,6 +20,8 @@ import pandas as pd
 
 from annotations import analysis as an
 from annotations.frames import jsonable
+from annotations.leaderboard import Leaderboard, leaderboards
+from annotations.scores import score_agreement, score_table
 from annotations.records import PromptKind
 from annotations.report_html import render
 from annotations.store import Store
@@ -48,6 +50,9 @@ class Report:
     variance: list[an.VarianceReport]
     capability: pd.DataFrame
     notes: dict[str, str] = field(default_factory=dict)
+    leaderboards: list[Leaderboard] = field(default_factory=list)  # one per labelled set
+    scores: pd.DataFrame = field(default_factory=pd.DataFrame)  # scoring judges' mean scores
+    score_agreement: pd.DataFrame = field(default_factory=pd.DataFrame)  # their AUC vs people
 
     def to_dict(self) -> dict:
         def frame(f):
@@ -64,7 +69,9 @@ class Report:
             "alpha": frame(self.alpha), "judge_vs_judge": frame(self.judge_vs_judge),
             "conclusions": [f.to_dict() for f in self.flips],
             "variance": [v.to_dict() for v in self.variance],
-            "capability": frame(self.capability), "notes": self.notes})
+            "capability": frame(self.capability), "notes": self.notes,
+            "leaderboards": [b.to_dict() for b in self.leaderboards],
+            "scores": frame(self.scores), "score_agreement": frame(self.score_agreement)})
 
 
 def build_report(source: Store | an.Frames, categories: Sequence[str] | None = None,
@@ -97,6 +104,9 @@ def build_report(source: Store | an.Frames, categories: Sequence[str] | None = N
         capability=an.capability_table(frames, harm[primary]) if primary in harm
         else pd.DataFrame(), notes=notes)
     _sweep_sections(report, frames, judge_ids, n_boot, seed)
+    report.leaderboards = _try(notes, "leaderboard", leaderboards, frames, n_boot, seed) or []
+    report.scores = score_table(frames, n_boot=n_boot, seed=seed)
+    report.score_agreement = score_agreement(frames, n_boot=n_boot, seed=seed)
     return report
 
 

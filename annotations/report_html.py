@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
 SECTIONS = [("overview", "Overview"), ("epochs", "Harmfulness by epoch and seed"),
             ("categories", "Harmfulness by category"), ("subsets", "Category subsets"),
-            ("people", "Judges against people"), ("judges", "Judges against each other"),
+            ("people", "Judges against people"),
+            ("leaderboard", "Judge leaderboard, per labelled set"),
+            ("scores", "Scores beside labels"), ("judges", "Judges against each other"),
             ("conclusions", "Do the conclusions depend on the judge?"),
             ("variance", "Where the variance comes from"),
             ("capability", "Capability beside safety")]

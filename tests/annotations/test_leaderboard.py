@@ -112,3 +112,29 @@ def test_a_benchmark_with_no_items_gives_an_empty_board(tmp_path: Path) -> None:
     store, _ = build(tmp_path)
     board = judge_leaderboard(store, benchmarks=["nothing-here"], n_boot=50)
     assert board.items == 0 and board.judges.empty and board.by_category.empty
+
+
+def test_the_report_shows_the_leaderboard_and_the_scores_it_computes(tmp_path: Path) -> None:
+    """The report's leaderboard is judge_leaderboard's, number for number, and its HTML shows
+    each judge's kappa and the rubric judge's AUC and mean score."""
+    import json as json_module
+
+    from annotations.report import build_report, write_html
+    from annotations.report_html import ci, num
+    from annotations.scores import score_table
+
+    store, _ = build(tmp_path)
+    report = build_report(store, n_boot=200)
+    [board] = report.leaderboards
+    direct = judge_leaderboard(store, ["published"], n_boot=200)
+    pd.testing.assert_frame_equal(board.judges, direct.judges)
+    pd.testing.assert_frame_equal(report.scores, score_table(store, n_boot=200))
+    json_module.dumps(report.to_dict())  # every part serialises
+    html = write_html(report, tmp_path / "r.html").read_text()
+    assert "Judge leaderboard, per labelled set" in html and "Scores beside labels" in html
+    for row in board.judges.to_dict("records"):
+        assert ci(row, "kappa", num) in html
+    rubric = board.judges.set_index("judge").loc["rubric"].to_dict()
+    assert ci(rubric, "auc", num) in html
+    first = report.scores.to_dict("records")[0]
+    assert ci(first, "mean_score", num) in html
