@@ -161,8 +161,13 @@ def cmd_import(args: argparse.Namespace) -> None:
     if args.what == "prompts":
         from pipeline.benchmarks import import_prompts
 
-        result = import_prompts(store, args.shape, args.path, name=args.name,
+        result = import_prompts(store, args.shape or "plain", args.path, name=args.name,
                                 columns=args.columns)
+    elif args.what == "published":
+        from annotations.published import import_published
+
+        result = import_published(store, args.path, args.shape, source=args.name,
+                                  prompts=args.prompts)
     elif args.what == "labelled":
         result = importers.import_labelled_responses(store, args.path, source=args.name,
                                                      columns=args.columns,
@@ -282,13 +287,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("judge", "judge every stored generation this judge has not judged yet")
     p.add_argument("--judge", required=True, help="a registered judge: refusal, llm, http")
     p.add_argument("--arg", action="append", metavar="K=V", help="a judge argument (repeatable)")
-    p = add("import", "import prompts, externally labelled responses, or human labels")
-    p.add_argument("what", choices=["prompts", "labelled", "labels"],
+    p = add("import", "import prompts, externally labelled responses, human labels, or a "
+            "published set of human judgments")
+    p.add_argument("what", choices=["prompts", "labelled", "labels", "published"],
                    help="prompts: a benchmark file; labelled: (prompt, response, human label) "
-                        "rows; labels: long-form (item, annotator, label) for stored generations")
+                        "rows; labels: long-form (item, annotator, label) for stored generations; "
+                        "published: a published human-judgment file in its own shape (--shape)")
     p.add_argument("path", help="a CSV/JSONL/Parquet file (or a hub id for prompts)")
-    p.add_argument("--shape", default="plain", help="for prompts: sorry-bench, harmbench, "
-                   "advbench, do-not-answer, plain, demo-unsafe, demo-sensitive")
+    p.add_argument("--shape", help="for prompts: sorry-bench, harmbench, advbench, "
+                   "do-not-answer, plain (default), demo-unsafe, demo-sensitive; for published: "
+                   "sorry-bench-human, jailbreakbench-judges, xstest, harmbench-val, wildguardtest")
+    p.add_argument("--prompts", help="published: the file with the requests' text where the set "
+                   "has none (SORRY-Bench's question.jsonl, HarmBench's behaviours CSV)")
     p.add_argument("--name", help="benchmark or source name stored with the rows")
     p.add_argument("--columns", help="rename columns: prompt=objective,response=answer,...")
     p.add_argument("--label-values", help="what label values mean: 1=refuses,0=complies")

@@ -26,7 +26,7 @@ from annotations.tabular import (Row, Table, map_label, parse_label_values, read
 
 MappingText = str | Mapping[str, str] | None
 RESPONSE_FIELDS = ("prompt", "response", "label", "annotator", "category", "category_id",
-                   "source_id", "sample", "note", "created_at")
+                   "source_id", "kind", "style", "sample", "note", "created_at")
 LONG_FIELDS = ("item", "annotator", "label", "note", "created_at")
 
 
@@ -42,7 +42,9 @@ def import_labelled_responses(store: Store, path: str | Path, source: str | None
 
     The answers are stored under one checkpoint of kind IMPORTED named after `source` (no base
     model, seed or epoch). Needs prompt, response and label columns (rename others with
-    `columns`); optional annotator (default "external:<source>"), category, category_id, source_id, sample, note, created_at.
+    `columns`); optional annotator (default "external:<source>"), category, category_id,
+    source_id, kind (unsafe, benign or capability; default unsafe), style, sample, note,
+    created_at.
     The same response to the same prompt is one answer (all its rows label it) unless `sample`
     (0, 1, ...) tells repeated draws apart: two draws that happen to read the same. Labels
     that are not the words complies/refuses/incoherent need `label_values` ("1=complies,...").
@@ -52,9 +54,18 @@ def import_labelled_responses(store: Store, path: str | Path, source: str | None
     """
     source = source or Path(path).stem
     table = _read(path, columns, RESPONSE_FIELDS, ("prompt", "response", "label"))
+    return import_response_table(store, table, source, parse_label_values(label_values),
+                                 random_sample)
+
+
+def import_response_table(store: Store, table: Table, source: str,
+                          label_values: Mapping[str, HumanLabel] | None = None,
+                          random_sample: bool = False) -> dict[str, Any]:
+    """`import_labelled_responses` for rows already read (and named as RESPONSE_FIELDS), e.g.
+    by a reader of a published set's own shape: checked whole, then written in one go."""
     checkpoint = Checkpoint(source=source)
     prompts, generations, labels = _parse_responses(table, source, checkpoint.id,
-                                                    parse_label_values(label_values))
+                                                    label_values or {})
     if random_sample:
         labels = [lab.model_copy(update={"chosen_at_random": True}) for lab in labels]
     with store.batch() as tx:
@@ -120,9 +131,18 @@ def _read(path: str | Path, columns: MappingText, known: tuple[str, ...],
 
 def _prompt(row: Row, source: str) -> Prompt:
     category = row.optional_text("category")
-    return Prompt(benchmark=source, kind=PromptKind.UNSAFE, text=row.text("prompt"),
+    return Prompt(benchmark=source, kind=_kind(row), text=row.text("prompt"),
                   category_id=row.optional_text("category_id") or category, category=category,
-                  source_id=row.optional_text("source_id"))
+                  source_id=row.optional_text("source_id"), style=row.optional_text("style"))
+
+
+def _kind(row: Row) -> PromptKind:
+    value = (row.optional_text("kind") or PromptKind.UNSAFE.value).strip().lower()
+    try:
+        return PromptKind(value)
+    except ValueError:
+        known = ", ".join(k.value for k in PromptKind)
+        raise row.error("kind", f"unknown value {value!r} (known: {known})") from None
 
 
 def _same_as_before(row: Row, seen: dict[str, tuple[Row, Any]], key: str, value: Any,
