@@ -426,3 +426,29 @@ def test_an_admin_exports_labels_and_reads_them_back(browser, app: Served, tmp_p
         expected["text"], expected["temperature"], "base")
     assert row["prompt_id"] == expected["prompt_id"] and row["benchmark"] == "demo"
     page.close()
+
+
+def test_admin_reads_the_judge_leaderboard(browser, app: Served, tmp_path: Path):
+    """The Leaderboard tab opens on the labelled set and shows each judge's kappa as
+    annotations.leaderboard computed it (through tool.leaderboard's view)."""
+    from test_dashboard import label_everything
+
+    from tool.context import make_context
+    from tool.leaderboard import leaderboard_view
+
+    label_everything(app.filled)
+    expected = leaderboard_view(make_context(app.store, app.blocks.workbench.options), "demo")
+    page = Page(browser, app.url, "root", tmp_path)
+    p = page.page
+    p.get_by_role("tab", name="Leaderboard").click()  # it opens computed: no click on Compute
+    first = expected.judges.iloc[0]
+    p.wait_for_function("document.querySelector('#wb-board-judges').innerText.includes("
+                        f"{first['kappa [95% CI]']!r})", timeout=30_000)
+    text = p.inner_text("#wb-board-judges")
+    for row in expected.judges.itertuples():
+        assert row.judge in text and row._3 in text  # judge and its kappa [95% CI]
+    assert page.value("#wb-board-summary") == expected.summary
+    p.wait_for_timeout(300)
+    assert p.locator("#wb-board-judges .progress-text, .eta-bar").count() == 0
+    page.shot("leaderboard")
+    page.close()
