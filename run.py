@@ -164,7 +164,7 @@ def cmd_import(args: argparse.Namespace) -> None:
         result = import_prompts(store, args.shape or "plain", args.path, name=args.name,
                                 columns=args.columns)
     elif args.what == "published":
-        from annotations.published import import_published
+        from pipeline.benchmarks.published import import_published
 
         result = import_published(store, args.path, args.shape, source=args.name,
                                   prompts=args.prompts)
@@ -238,6 +238,33 @@ def cmd_report(args: argparse.Namespace) -> None:
         emit(args, result)
     else:
         print(f"report written to {result['html']}")
+
+
+@command
+def cmd_leaderboard(args: argparse.Namespace) -> None:
+    from annotations.leaderboard import judge_leaderboard, labelled_benchmarks
+    from annotations.report_html import ci, num, pct
+
+    store = open_store(args)
+    benchmarks = args.benchmark or labelled_benchmarks(store)
+    if not benchmarks:
+        raise ValueError("no labelled answers that a judge has judged: import a labelled set "
+                         "(`run.py import published ...`) and run `run.py judge` on it first")
+    boards = [judge_leaderboard(store, [name], n_boot=args.n_boot) for name in benchmarks]
+    lines = []
+    for board in boards:
+        lines.append(f"{', '.join(board.benchmarks)}: {board.items} answers, the same for every "
+                     "judge")
+        for r in board.judges.to_dict("records"):
+            lines.append(f"  {r['judge']}: kappa {ci(r, 'kappa', num)}, sensitivity "
+                         f"{ci(r, 'sensitivity')}, specificity {ci(r, 'specificity')}, "
+                         f"unparseable {pct(r['share_unparseable'])}"
+                         + (f", AUC {ci(r, 'auc', num)}" if r.get("auc") == r.get("auc") else ""))
+        people = board.people[board.people["category"].eq("all")].to_dict("records")
+        if people:
+            lines.append("  people among themselves (the ceiling): alpha "
+                         + ci(people[0], "alpha", num))
+    emit(args, [board.to_dict() for board in boards], "\n".join(lines))
 
 
 def common_options(after_command: bool) -> argparse.ArgumentParser:
@@ -336,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("variance", "how much of the spread in harmfulness is seed, epoch, temperature, "
             "sampling, prompt and judge")
     p.add_argument("--outcomes", help="CSV with seed, epoch, temperature, sample, prompt, outcome")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p = add("leaderboard", "every judge against people on the same items of each labelled set, "
+            "beside the people's own agreement")
+    p.add_argument("--benchmark", action="append", help="a labelled set (an imported set's "
+                   "name); repeat for several; default: every labelled set")
     p.add_argument("--n-boot", type=int, default=1000)
     p = add("report", "the full report: JSON, or one self-contained HTML page")
     p.add_argument("--html", metavar="FILE", help="write the HTML report here")

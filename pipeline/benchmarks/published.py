@@ -7,6 +7,9 @@ judgment. Nothing is bundled here; every file is the user's.
     import_published(store, "test.jsonl", "sorry-bench-human", prompts="question.jsonl")
     python run.py import published judge-comparison.csv --shape jailbreakbench-judges
 
+It lives beside the prompt loaders it reuses (sorry_bench, harmbench), above `annotations` in
+the layers; `run.py import published` calls it.
+
 Shapes, and where their columns were checked:
 - sorry-bench-human (HF sorry-bench/sorry-bench-human-judgment-202406, gated; the file itself
   was not seen here): JSONL rows of question_id, prompt_style, model_id, answer_id, choices
@@ -76,6 +79,7 @@ from annotations.importers import RESPONSE_FIELDS, import_response_table
 from annotations.records import HumanLabel, Prompt, PromptKind
 from annotations.store import Store
 from annotations.tabular import BadInputError, Row, Table, decode, read_table, require_rows
+from pipeline.benchmarks import harmbench, sorry_bench
 
 T = TypeVar("T")
 
@@ -178,7 +182,6 @@ def _sorry_requests(table: Table, source: str, prompts: str | Path | None,
                                           "pass the release's question.jsonl as the prompts file")
     # The benchmark loader knows question.jsonl and SORRY-Bench's category names; imported
     # here so that annotations needs pipeline only for this shape.
-    from pipeline.benchmarks import sorry_bench
 
     if prompts is not None:
         return {(_id_text(p.source_id), _style(p.style)): p
@@ -259,7 +262,6 @@ def _harmbench(path: str | Path, source: str, prompts: str | Path | None) -> Par
         raise BadInputError(str(path), "HarmBench's validation set holds no behaviour text: pass "
                                        "HarmBench's behaviours CSV (e.g. harmbench_behaviors_"
                                        "text_all.csv) as the prompts file")
-    from pipeline.benchmarks import harmbench  # as in _sorry_requests
 
     behaviours = {p.source_id: p for p in harmbench.load(prompts, name=source)}
     parsed = Parsed(len(rows))

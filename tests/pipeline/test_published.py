@@ -15,7 +15,7 @@ import pytest
 import run
 from annotations.agreement import krippendorff_alpha
 from annotations.agreement_tables import human_alpha
-from annotations.published import PublishedShape, import_published
+from pipeline.benchmarks.published import PublishedShape, import_published
 from annotations.store import Store
 
 
@@ -428,3 +428,28 @@ def test_cli_help_lists_every_published_shape():
                   if a.dest == "shape")
     for shape in PublishedShape:
         assert shape.value in action.help
+
+
+def test_validate_your_judge_from_the_command_line(tmp_path, capsys):
+    """The README's walk-through: import a published set, run a judge on it, read the
+    leaderboard; its numbers are annotations.leaderboard's on the same store."""
+    import json
+
+    import run
+    from annotations.leaderboard import judge_leaderboard
+
+    db = str(tmp_path / "validate.db")
+    path = jbb_file(tmp_path)
+    assert run.main(["--store", db, "import", "published", str(path),
+                     "--shape", "jailbreakbench-judges", "--json"]) == 0
+    assert run.main(["--store", db, "judge", "--judge", "refusal", "--quiet"]) == 0
+    capsys.readouterr()
+    assert run.main(["--store", db, "leaderboard", "--n-boot", "100", "--json"]) == 0
+    [shown] = json.loads(capsys.readouterr().out)
+    board = judge_leaderboard(Store.open(db), ["jailbreakbench"], n_boot=100)
+    assert shown["benchmarks"] == ["jailbreakbench"] and shown["items"] == board.items > 0
+    assert [j["judge"] for j in shown["judges"]] == list(board.judges["judge"]) == ["refusal"]
+    assert shown["judges"][0]["n"] == board.judges["n"].iloc[0]
+    assert run.main(["--store", db, "leaderboard", "--n-boot", "100"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"jailbreakbench: {board.items} answers") and "refusal: kappa" in text
