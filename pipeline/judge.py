@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from annotations.records import Verdict
 from annotations.store import Store
-from pipeline.judges import (JudgeFn, JudgeItem, JudgeOutcome, create_judge, judge_spec,
-                             takes_cache)
+from pipeline.judges import (JudgeFn, JudgeItem, JudgeOutcome, create_judge, held_back,
+                             item_key, judge_spec, takes_cache)
 from pipeline.judges.cache import StoreCache
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class JudgeSummary:
     complies: int = 0
     refuses: int = 0
     failed: int = 0  # the judge could not be reached: nothing stored, the next run asks again
+    held_back: int = 0  # answers this (trained) judge was trained on: never judged by it
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -89,6 +90,12 @@ def judge_store(store: Store, name: str, args: dict[str, Any] | None = None,
     spec = judge_spec(name, **args)
     todo, done = pending(store, spec.id)
     summary = JudgeSummary(judge_id=spec.id, judge=spec.label, skipped=done)
+    prompt_text = dict(zip(*(store.prompts_frame()[c] for c in ("id", "text"))))
+    if trained := held_back(args):
+        kept = [g.id for g in store.generations(todo)
+                if item_key(prompt_text[g.prompt_id], g.text) not in trained]
+        summary.held_back = len(todo) - len(kept)
+        todo = sorted(kept)
     if not todo:  # nothing to do: do not load a judge model for nothing
         return summary
     store.upsert_judge(spec)
@@ -97,7 +104,6 @@ def judge_store(store: Store, name: str, args: dict[str, Any] | None = None,
     if spec.id not in loaded:
         loaded[spec.id] = create_judge(name, cache=cache, **args)[1]
     fn = loaded[spec.id]
-    prompt_text = dict(zip(*(store.prompts_frame()[c] for c in ("id", "text"))))
     bar = tqdm(total=len(todo), disable=not progress, desc=f"judge {spec.label}")
     for start in range(0, len(todo), batch_size):
         outcomes = judge_batch(store, fn, spec.id, todo[start:start + batch_size], prompt_text)

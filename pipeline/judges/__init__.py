@@ -28,15 +28,17 @@ StrongREJECT's rubric) are `pipeline.judges.template`'s.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-from annotations.records import JudgeSpec
+from annotations.records import JudgeSpec, stable_id
 from pipeline.judges.template import (ANSWER_TOKENS, TEMPLATE_DIR, AnswerReading, InputForm, Reading, Template,
                                       load_template, parse_answer, parse_template, read_answer,
                                       template_names)
@@ -123,6 +125,7 @@ def judge_spec(name: str, **args: Any) -> JudgeSpec:
     """The spec `create_judge(name, **args)` would record, without building the judge."""
     entry = _entry(name)
     given_hash = args.pop("template_hash", None)
+    given_adapter = args.pop("adapter_hash", None)
     signature = inspect.signature(entry.factory)
     try:
         bound = signature.bind(**args)
@@ -132,6 +135,11 @@ def judge_spec(name: str, **args: Any) -> JudgeSpec:
     bound.apply_defaults()
     spec_args = {k: v for k, v in bound.arguments.items() if k not in entry.runtime
                  and not (v is None and signature.parameters[k].default is None)}
+    if spec_args.get("adapter"):  # a trained judge: its weights are part of what it is
+        spec_args["adapter_hash"] = adapter_hash(spec_args["adapter"])
+        if given_adapter is not None and given_adapter != spec_args["adapter_hash"]:
+            raise ValueError(f"adapter {spec_args['adapter']!r} has changed since this judge "
+                             "was recorded (its weights' sha256 differs)")
     if "template" in spec_args:
         spec_args["template_hash"] = load_template(spec_args["template"]).sha256
         if given_hash is not None and given_hash != spec_args["template_hash"]:
@@ -146,10 +154,44 @@ def create_judge(name: str, *, cache: JudgeCache | None = None,
     """(spec, judge function) for a registered judge. `cache` goes to judges that take one."""
     spec = judge_spec(name, **args)
     args.pop("template_hash", None)
+    args.pop("adapter_hash", None)
     entry = _entry(name)
     if cache is not None and "cache" in inspect.signature(entry.factory).parameters:
         args["cache"] = cache
     return spec, entry.factory(**args)
+
+
+# ----- judges trained on people's labels -----------------------------------------------------
+
+TRAINING_FILE = "judge_training.json"  # in a trained judge's adapter folder
+
+
+def adapter_hash(adapter: str) -> str:
+    """sha256 of a LoRA adapter's weights (what makes two trained judges the same judge)."""
+    weights = Path(adapter) / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"adapter {adapter!r}: no adapter_model.safetensors there")
+    digest = hashlib.sha256()
+    with open(weights, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def item_key(prompt: str, response: str) -> str:
+    """The key of a (request, answer) pair: the same text is the same item in any store."""
+    return stable_id("judge-item", prompt, response)
+
+
+def held_back(args: Mapping[str, Any]) -> frozenset[str]:
+    """The item keys a judge with these arguments was trained on (none unless its `adapter`
+    folder says so, `pipeline.train_judge`): its verdict on them is no measurement, so the judge
+    stage stores none."""
+    adapter = args.get("adapter")
+    made_by = Path(adapter) / TRAINING_FILE if adapter else None
+    if made_by is None or not made_by.is_file():
+        return frozenset()
+    return frozenset(json.loads(made_by.read_text())["train_items"])
 
 
 def takes_cache(name: str) -> bool:

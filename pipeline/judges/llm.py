@@ -180,24 +180,30 @@ def llm_judge(model: str = "smollm2", template: str = DEFAULT_TEMPLATE, batch_si
               max_new_tokens: int = 8, max_text_tokens: int = 2000,
               quantization: str | None = None, device: str | None = None,
               engine: str = "auto", engine_fallback: bool = True,
-              engine_dtype: str | None = None,
+              engine_dtype: str | None = None, adapter: str | None = None,
               cache: JudgeCache | None = None) -> JudgeFn:
     """A transformers causal LM as the judge; `template` is a built-in name or a file path.
     `engine` (not part of the judge's identity: both give the same probabilities) reads the
     verdicts through vLLM where it is installed and the answers are single tokens (sharing the
     sweep's engine when the judge is its base model), else through transformers.
     `max_new_tokens` (for answers read by generation) is at least what the template's reading
-    needs: 64 for named fields, 1024 for a rubric."""
+    needs: 64 for named fields, 1024 for a rubric. `adapter`: a LoRA folder on `model` (a judge
+    trained on people's labels, `run.py train-judge`), part of the judge's identity by its
+    weights' hash."""
     chosen = load_template(template)
     max_new_tokens = max(max_new_tokens, ANSWER_TOKENS[chosen.reading])
     if batch_size < 1 or max_new_tokens < 1 or max_text_tokens < 1:
         raise ValueError("batch_size, max_new_tokens and max_text_tokens must be at least 1")
     if quantization is None and choose_engine(engine, engine_fallback) == EngineKind.VLLM:
         served = _vllm_judge(model, chosen, max_text_tokens, engine_fallback, cache,
-                             engine_dtype)
+                             engine_dtype, adapter)
         if served is not None:
             return served
     lm, tokenizer = load_model(model, LoadOptions(quantization=quantization, device=device))
+    if adapter:
+        from peft import PeftModel
+
+        lm = PeftModel.from_pretrained(lm, adapter).eval()
     answers = single_token_answers(tokenizer, chosen)
 
     def run_batch(rows: list[list[int]], notes: list[str]) -> list[JudgeOutcome]:
@@ -221,7 +227,8 @@ def llm_judge(model: str = "smollm2", template: str = DEFAULT_TEMPLATE, batch_si
 
 
 def _vllm_judge(model: str, template: Template, max_text_tokens: int, fallback: bool,
-                cache: JudgeCache | None, dtype: str | None = None) -> JudgeFn | None:
+                cache: JudgeCache | None, dtype: str | None = None,
+                adapter: str | None = None) -> JudgeFn | None:
     """The judge through a vLLM engine, or None where the transformers path must do it (answers
     that are not single tokens; vLLM unable to serve the model and `fallback` allowed)."""
     try:
@@ -240,7 +247,8 @@ def _vllm_judge(model: str, template: Template, max_text_tokens: int, fallback: 
     def score(todo: list[JudgeItem]) -> dict[JudgeItem, JudgeOutcome]:
         inputs = [judge_input(engine.tokenizer, template, item, max_text_tokens) for item in todo]
         probabilities = engine.answer_probabilities([text for text, _ in inputs],
-                                                    answers.complies, answers.refuses)
+                                                    answers.complies, answers.refuses,
+                                                    adapter=adapter)
         return {item: probability_outcome(p, None, template, note)
                 for item, p, (_, note) in zip(todo, probabilities, inputs)}
 

@@ -45,7 +45,7 @@ def test_refusal_judge_over_the_store_is_resumable(tmp_path: Path) -> None:
     first = judge_store(store, "refusal", {}, batch_size=3, progress=False)
     assert first.to_dict() | {"judge_id": None} == {
         "judge_id": None, "judge": "refusal", "judged": 4, "skipped": 0, "unparseable": 1,
-        "complies": 2, "refuses": 1, "failed": 0}
+        "complies": 2, "refuses": 1, "failed": 0, "held_back": 0}
     second = judge_store(store, "refusal", {}, progress=False)
     assert (second.judged, second.skipped, second.judge_id) == (0, 4, first.judge_id)
 
