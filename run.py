@@ -154,6 +154,41 @@ def cmd_judge(args: argparse.Namespace) -> None:
 
 
 @command
+def cmd_train_judge(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from pipeline.train_judge import JUDGE_SETTINGS, JudgeTraining, train_judge
+
+    settings = replace(JUDGE_SETTINGS, **{k: v for k, v in (
+        ("epochs", args.epochs), ("learning_rate", args.learning_rate)) if v is not None})
+    spec = JudgeTraining(base=args.base, template=args.template,
+                         benchmarks=tuple(args.benchmark or ()), holdout=args.holdout,
+                         seed=args.seed, settings=settings)
+    trained = train_judge(open_store(args), spec, Path(args.out), progress=not args.quiet,
+                          n_boot=args.n_boot)
+    board = trained.leaderboard
+    lines = [f"adapter: {trained.adapter} (trained on {trained.train_answers} answers)",
+             "judge: --judge llm " + " ".join(f"--arg {k}={v}" for k, v in trained.judge.items()),
+             f"held-out answers every judge judged: {board.items} of {trained.heldout_answers}"]
+    for r in board.judges.to_dict("records"):
+        lines.append(f"  {r['judge']}: kappa {r['kappa']:.3f} "
+                     f"[{r['kappa_ci_low']:.3f}, {r['kappa_ci_high']:.3f}] on {r['n']} answers")
+    emit(args, trained.to_dict(), "\n".join(lines))
+
+
+@command
+def cmd_score(args: argparse.Namespace) -> None:
+    from annotations.records import PromptKind
+    from pipeline.judges import parse_judge_args
+    from pipeline.score import score_generations
+
+    kinds = [PromptKind(k) for k in args.kind] if args.kind else None
+    result = score_generations(open_store(args), args.scorer, parse_judge_args(args.arg or []),
+                               kinds=kinds, progress=not args.quiet)
+    emit(args, result.to_dict())
+
+
+@command
 def cmd_import(args: argparse.Namespace) -> None:
     from annotations import importers
 
@@ -314,6 +349,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("judge", "judge every stored generation this judge has not judged yet")
     p.add_argument("--judge", required=True, help="a registered judge: refusal, llm, http")
     p.add_argument("--arg", action="append", metavar="K=V", help="a judge argument (repeatable)")
+    p = add("train-judge", "fine-tune a LoRA judge on a training split of the store's human "
+            "labels and score it against people on the held-out split only")
+    p.add_argument("--base", default="smollm2", help="the judge's base model")
+    p.add_argument("--template", default="sorry_bench", help="a chat template with two answers")
+    p.add_argument("--benchmark", action="append", help="train and test on this labelled set "
+                   "(repeatable; default: every labelled answer)")
+    p.add_argument("--holdout", type=float, default=0.5, help="share of prompts held out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--out", default="out/judge", help="where the adapter goes")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p = add("score", "score every stored answer this scorer has not scored yet (toxicity)")
+    p.add_argument("--scorer", required=True, help="a registered scorer: perspective, classifier")
+    p.add_argument("--arg", action="append", metavar="K=V", help="a scorer argument (repeatable)")
+    p.add_argument("--kind", action="append", choices=["unsafe", "benign", "capability"],
+                   help="only answers to prompts of this kind (repeatable; default: every kind)")
     p = add("import", "import prompts, externally labelled responses, human labels, or a "
             "published set of human judgments")
     p.add_argument("what", choices=["prompts", "labelled", "labels", "published"],
