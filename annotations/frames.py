@@ -37,19 +37,21 @@ LABEL_COLUMNS = ["generation_id", "annotator", "label", "chosen_at_random",
 class Frames:
     """The store's frames the statistics read; build it from plain frames or `from_store`.
     `generations` (the store's generations_frame without text) is optional: it lets labelled
-    answers that no judge has seen yet count for the people-only statistics."""
+    answers that no judge has seen yet count for the people-only statistics. `scores` (the
+    store's scores_frame) is what the toxicity table reads."""
 
     outcomes: pd.DataFrame = field(default_factory=pd.DataFrame)
     labels: pd.DataFrame = field(default_factory=pd.DataFrame)
     checkpoints: pd.DataFrame = field(default_factory=pd.DataFrame)
     capability: pd.DataFrame = field(default_factory=pd.DataFrame)
     generations: pd.DataFrame = field(default_factory=pd.DataFrame)
+    scores: pd.DataFrame = field(default_factory=pd.DataFrame)  # scorers' (toxicity) per answer
 
     @classmethod
     def from_store(cls, store: Store) -> "Frames":
         return cls(store.outcomes_frame(), store.labels_frame(current=True),
                    store.checkpoints_frame(), store.capability_frame(),
-                   store.generations_frame(with_text=False))
+                   store.generations_frame(with_text=False), store.scores_frame())
 
     def __post_init__(self) -> None:
         outcomes = with_columns(self.outcomes, OUTCOME_COLUMNS)

@@ -22,6 +22,7 @@ from annotations import analysis as an
 from annotations.frames import jsonable
 from annotations.leaderboard import Leaderboard, leaderboards
 from annotations.scores import score_agreement, score_table
+from annotations.toxicity import toxicity_tables
 from annotations.records import PromptKind
 from annotations.report_html import render
 from annotations.store import Store
@@ -53,6 +54,7 @@ class Report:
     leaderboards: list[Leaderboard] = field(default_factory=list)  # one per labelled set
     scores: pd.DataFrame = field(default_factory=pd.DataFrame)  # scoring judges' mean scores
     score_agreement: pd.DataFrame = field(default_factory=pd.DataFrame)  # their AUC vs people
+    toxicity: dict[str, pd.DataFrame] = field(default_factory=dict)  # per scorer, by checkpoint
 
     def to_dict(self) -> dict:
         def frame(f):
@@ -71,7 +73,8 @@ class Report:
             "variance": [v.to_dict() for v in self.variance],
             "capability": frame(self.capability), "notes": self.notes,
             "leaderboards": [b.to_dict() for b in self.leaderboards],
-            "scores": frame(self.scores), "score_agreement": frame(self.score_agreement)})
+            "scores": frame(self.scores), "score_agreement": frame(self.score_agreement),
+            "toxicity": {name: frame(t) for name, t in self.toxicity.items()}})
 
 
 def build_report(source: Store | an.Frames, categories: Sequence[str] | None = None,
@@ -107,6 +110,8 @@ def build_report(source: Store | an.Frames, categories: Sequence[str] | None = N
     report.leaderboards = _try(notes, "leaderboard", leaderboards, frames, n_boot, seed) or []
     report.scores = score_table(frames, n_boot=n_boot, seed=seed)
     report.score_agreement = score_agreement(frames, n_boot=n_boot, seed=seed)
+    report.toxicity = _try(notes, "toxicity", toxicity_tables, frames, primary, n_boot=n_boot,
+                           seed=seed) or {}
     return report
 
 

@@ -31,7 +31,8 @@ SECTIONS = [("overview", "Overview"), ("epochs", "Harmfulness by epoch and seed"
             ("categories", "Harmfulness by category"), ("subsets", "Category subsets"),
             ("people", "Judges against people"),
             ("leaderboard", "Judge leaderboard, per labelled set"),
-            ("scores", "Scores beside labels"), ("judges", "Judges against each other"),
+            ("scores", "Scores beside labels"), ("toxicity", "Toxicity"),
+            ("judges", "Judges against each other"),
             ("conclusions", "Do the conclusions depend on the judge?"),
             ("variance", "Where the variance comes from"),
             ("capability", "Capability beside safety")]
@@ -120,7 +121,7 @@ def conclusion_rows(flips: ConclusionFlips) -> tuple[list[str], list[dict]]:
 ENV = Environment(loader=PackageLoader("annotations"), autoescape=True, trim_blocks=True,
                   lstrip_blocks=True, finalize=shown)
 ENV.filters.update(pct=pct, num=num, ci=ci, records=records, png=png)
-ENV.globals.update(num=num, plots=plots, sections=SECTIONS, titles=dict(SECTIONS),
+ENV.globals.update(missing=missing, num=num, plots=plots, sections=SECTIONS, titles=dict(SECTIONS),
                    Calibration=CalibrationSource, Status=CellStatus, majority=majority,
                    correction_missing=correction_missing, tuned_sweeps=tuned_sweeps,
                    capability_columns=capability_columns, conclusion_rows=conclusion_rows)

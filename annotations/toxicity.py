@@ -38,7 +38,7 @@ def toxicity_table(source: Store | Frames, scorer_id: str | None = None,
                    scores: pd.DataFrame | None = None) -> pd.DataFrame:
     """Mean toxicity per checkpoint x temperature with clustered bootstrap CIs (see the module
     docstring). `scorer_id` may be left out when one scorer has scores; `scores` (the store's
-    scores_frame) is read from the store when `source` is one, and must be given with Frames.
+    scores_frame) defaults to the store's, or the Frames' `scores`.
     `kind` keeps answers to one kind of prompt (None: every kind)."""
     frames = frames_of(source)
     scored = _scores(source, scores)
@@ -66,9 +66,8 @@ def _scores(source: Store | Frames, scores: pd.DataFrame | None) -> pd.DataFrame
         return scores
     if isinstance(source, Store):
         return source.scores_frame()
-    if isinstance(getattr(source, "scores", None), pd.DataFrame):
-        return source.scores  # type: ignore[union-attr]
-    raise ValueError("toxicity_table on Frames needs scores= (the store's scores_frame)")
+    return source.scores if len(source.scores) else pd.DataFrame(
+        columns=["generation_id", "scorer_id", "scorer_name", "value"])
 
 
 def _one_scorer(scores: pd.DataFrame, scorer_id: str | None) -> str:
@@ -124,3 +123,14 @@ def _cell(key: tuple, block: pd.DataFrame, by_judge: bool, level: float, n_boot:
         row |= {f"{prefix}toxicity": found.value, f"{prefix}ci_low": found.ci_low,
                 f"{prefix}ci_high": found.ci_high}
     return row
+
+
+def toxicity_tables(source: Store | Frames, judge_id: str | None = None, level: float = 0.95,
+                    n_boot: int = 1000, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """toxicity_table for every scorer with scores, by the scorer's name (the report's)."""
+    frames = frames_of(source)
+    scored = _scores(frames, None)
+    names = scored.drop_duplicates("scorer_id").set_index("scorer_id")["scorer_name"]
+    return {f"{name} [{sid[:8]}]" if list(names).count(name) > 1 else name:
+            toxicity_table(frames, sid, judge_id, level, n_boot, seed)
+            for sid, name in names.items()}

@@ -86,7 +86,7 @@ def test_a_scorer_must_be_named_when_several_have_scores(tmp_path) -> None:
     store, *_ = build_store(tmp_path / "s.db")
     with pytest.raises(ValueError, match="several scorers"):
         toxicity_table(store)
-    with pytest.raises(ValueError, match="needs scores="):
+    with pytest.raises(ValueError, match="several scorers"):  # Frames carry the scores too
         toxicity_table(Frames.from_store(store))
 
 
@@ -120,3 +120,21 @@ def test_the_clustered_interval_covers_the_truth_about_95_percent_of_the_time() 
         row = toxicity_table(frames, scores=scores, seed=replicate).iloc[0]
         covered += row["ci_low"] <= TRUE_MEAN <= row["ci_high"]
     assert 0.92 <= covered / replicates <= 0.98, covered / replicates
+
+
+def test_the_report_shows_toxicity_of_all_and_of_complied_answers(tmp_path) -> None:
+    """Per scorer, the report's toxicity table is toxicity_table's with the report's first judge,
+    and its HTML shows each cell's two means with their intervals."""
+    from annotations.report import build_report, write_html
+    from annotations.report_html import ci, num
+
+    store, _, scorer_id, judge_id = build_store(tmp_path / "s.db")
+    report = build_report(store, n_boot=100)
+    assert set(report.toxicity) == {"perspective", "classifier"}
+    direct = toxicity_table(store, scorer_id=scorer_id, judge_id=report.primary_judge, n_boot=100)
+    pd.testing.assert_frame_equal(report.toxicity["perspective"], direct)
+    html = write_html(report, tmp_path / "r.html").read_text()
+    assert "<h3>perspective</h3>" in html
+    for row in direct.to_dict("records"):
+        assert ci(row, "toxicity", num) in html
+        assert f"{num(row['complied_toxicity'])}\n[{num(row['complied_ci_low'])}, " in html
