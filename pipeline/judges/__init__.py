@@ -208,7 +208,8 @@ _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
 
 
 def parse_value(text: str) -> Any:
-    """A CLI value: true/false, none, an int, a float, JSON for a list or an object, else text."""
+    """A CLI value: true/false, none, an int, a float, JSON for a list, an object or a quoted
+    string (`"\\n\\n"`: a guard model's blank line), else text."""
     lowered = text.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -218,7 +219,8 @@ def parse_value(text: str) -> Any:
         return int(text)
     if _FLOAT.fullmatch(text.strip()):
         return float(text)
-    if text.strip()[:1] in ("[", "{"):
+    if text.strip()[:1] in ("[", "{") or (len(text.strip()) > 1 and text.strip()[0] == '"'
+                                          and text.strip()[-1] == '"'):
         return json.loads(text)
     return text
 

@@ -77,10 +77,12 @@ def test_registry_lists_judges_and_rejects_unknown_ones() -> None:
 def test_parse_judge_args() -> None:
     args = parse_judge_args(["batch_size=8", "timeout=2.5", "greedy=true", "model=smollm2",
                              "quantization=none", 'phrases=["a", "b"]', "base_url=http://x:1/v1",
-                             "name=1e3", "seed=-2"])
+                             "name=1e3", "seed=-2", 'prefix="\\n\\n"', "categories=S\\d+",
+                             "verdicts=unsafe=1, safe=0"])
     assert args == {"batch_size": 8, "timeout": 2.5, "greedy": True, "model": "smollm2",
                     "quantization": None, "phrases": ["a", "b"], "base_url": "http://x:1/v1",
-                    "name": 1000.0, "seed": -2}
+                    "name": 1000.0, "seed": -2, "prefix": "\n\n", "categories": "S\\d+",
+                    "verdicts": "unsafe=1, safe=0"}
     for bad in (["novalue"], ["=3"], ["a=1", "a=2"]):
         with pytest.raises(ValueError):
             parse_judge_args(bad)
