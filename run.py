@@ -163,7 +163,7 @@ def cmd_train_judge(args: argparse.Namespace) -> None:
         ("epochs", args.epochs), ("learning_rate", args.learning_rate)) if v is not None})
     spec = JudgeTraining(base=args.base, template=args.template,
                          benchmarks=tuple(args.benchmark or ()), holdout=args.holdout,
-                         seed=args.seed, settings=settings)
+                         seed=args.seed, train=settings)
     trained = train_judge(open_store(args), spec, Path(args.out), progress=not args.quiet,
                           n_boot=args.n_boot)
     board = trained.leaderboard

@@ -30,13 +30,16 @@ if TYPE_CHECKING:
     from pipeline.align import AlignSpec
     from pipeline.finetune import TrainSettings
     from pipeline.generate import GenerationSettings
+    from pipeline.train_judge import JudgeTraining
 
 # Sections whose classes live with their stage. They are imported only when a config has the
 # section, or when a SweepConfig is made: the training stack takes about 9 s to import, and a
 # config with a typo elsewhere should say so at once.
 SECTIONS = {"train": "pipeline.finetune:TrainSettings",
             "generation": "pipeline.generate:GenerationSettings",
-            "align": "pipeline.align:AlignSpec"}
+            "align": "pipeline.align:AlignSpec",
+            "train_judge": "pipeline.train_judge:JudgeTraining"}
+OPTIONAL_SECTIONS = ("align", "train_judge")  # absent: the stage does not run
 MAX_PROBLEMS = 10
 
 
@@ -149,6 +152,9 @@ class SweepConfig:
     capability: CapabilitySpec | None = None
     calibration: tuple[CalibrationSpec, ...] = ()
     align: AlignSpec | None = None  # safety-tune each base model first (pipeline/align.py)
+    # train a judge on the calibration labels' training split, judge with it too
+    # (pipeline/train_judge.py)
+    train_judge: JudgeTraining | None = None
     output_dir: str = "out"
     # Generation and local LLM judges: auto (vllm where installed, else hf), vllm or hf; with
     # engine_fallback, vllm that cannot run here falls back to hf (said in the log).
@@ -266,7 +272,9 @@ def _hints(cls: type) -> dict[str, Any]:
 def _field_type(cls: type, name: str, hints: dict[str, Any]) -> Any:
     if cls is SweepConfig and name in SECTIONS:
         section = section_class(name)
-        return section | None if name == "align" else section
+        return section | None if name in OPTIONAL_SECTIONS else section
+    if cls.__name__ == "JudgeTraining" and name == "train":
+        return section_class("train")
     if cls.__name__ == "AlignSpec" and name == "data":  # typed tuple[Any, ...] over there
         return tuple[DataSpec, ...]
     return hints[name]

@@ -33,7 +33,7 @@ from annotations.store import Store
 from pipeline.align import align
 from pipeline.benchmarks import load_benchmark
 from pipeline.capability import measure_checkpoint, measured
-from pipeline.config import BenchmarkSpec, DataSpec, EndpointSpec, SweepConfig
+from pipeline.config import BenchmarkSpec, DataSpec, EndpointSpec, JudgeConfig, SweepConfig
 from pipeline.endpoint import generate_endpoint, measure_endpoint_capability, register
 from pipeline.finetune import finetune, package_versions
 from pipeline.engine import EngineKind, Request, choose_engine, close_shared, shared_engine
@@ -132,6 +132,7 @@ class Sweep:
         self.out = Path(config.output_dir)
         self.summary = SweepSummary()
         self.judges: dict[str, Any] = {}  # judge id -> loaded judge, reused across checkpoints
+        self.judge_configs = list(config.judges)  # and a trained judge, when the config has one
 
     def run(self) -> SweepSummary:
         start = time.perf_counter()
@@ -143,6 +144,8 @@ class Sweep:
             self._timed("calibration", import_labelled_responses, self.store, spec.path,
                         source=spec.source, columns=spec.columns, label_values=spec.label_values,
                         random_sample=spec.random_sample)
+        if self.config.train_judge is not None:
+            self._trained_judge(self.config.train_judge)
         for base in self.config.base_models:
             if self.config.align is not None:
                 base = self._timed("align", align, base, self.config.align, self.progress)
@@ -151,6 +154,16 @@ class Sweep:
             self._endpoint(endpoint)
         self.summary.seconds = time.perf_counter() - start
         return self.summary
+
+    def _trained_judge(self, spec: Any) -> None:
+        """Train the judge on the calibration labels' training split (once: the adapter is kept
+        in the output folder) and judge with it beside the config's judges; the judge stage
+        stores none of its verdicts on the answers it was trained on."""
+        from pipeline.train_judge import judge_args, trained_adapter
+
+        adapter = self._timed("train-judge", trained_adapter, self.store, spec,
+                              self.out / "judge", self.progress)
+        self.judge_configs.append(JudgeConfig("llm", judge_args(spec, adapter)))
 
     def _timed(self, stage: str, fn, *args, **kwargs):
         start = time.perf_counter()
@@ -294,7 +307,7 @@ class Sweep:
 
     def _judge(self) -> None:
         """Every judge over every answer it has not judged yet."""
-        for judge in self.config.judges:
+        for judge in self.judge_configs:
             args = dict(judge.args)
             if takes(judge.name, "engine"):  # the sweep's engine setting, unless the judge's own
                 args.setdefault("engine", self.config.engine)

@@ -50,7 +50,7 @@ class JudgeTraining:
     benchmarks: tuple[str, ...] = ()  # the labelled sets to train and test on; () = all
     holdout: float = 0.5  # share of prompts held out
     seed: int = 0
-    settings: TrainSettings = field(default_factory=lambda: JUDGE_SETTINGS)
+    train: TrainSettings = field(default_factory=lambda: JUDGE_SETTINGS)
 
 
 def labelled_pairs(store: Store, benchmarks: Sequence[str]) -> pd.DataFrame:
@@ -95,13 +95,14 @@ def train_adapter(spec: JudgeTraining, train: pd.DataFrame, out: Path,
     pairs = training_examples(train, spec.template)
     if not pairs:
         raise ValueError("no labelled answers to train on (label some, or import a set)")
-    trainer = build_trainer(spec.base, spec.seed, pairs, spec.settings, out / "train", progress)
+    trainer = build_trainer(spec.base, spec.seed, pairs, spec.train, out / "train", progress)
     result = trainer.train()
     adapter = out / "adapter"
     trainer.model.save_pretrained(adapter)
     made_by = {"base": spec.base, "template": spec.template,
                "template_sha256": load_template(spec.template).sha256,
-               "spec": asdict(spec), "train_loss": result.training_loss,
+               "spec": json.loads(json.dumps(asdict(spec), default=str)),
+               "train_loss": result.training_loss,
                "versions": package_versions(),
                "train_items": sorted(item_key(r.prompt, r.response) for r in train.itertuples()),
                "train_generation_ids": sorted(train["generation_id"])}
@@ -127,6 +128,19 @@ class TrainedJudge:
                 "leaderboard": self.leaderboard.to_dict()}
 
 
+def trained_adapter(store: Store, spec: JudgeTraining, out: Path, progress: bool = True) -> Path:
+    """The adapter in `out/adapter`, trained on the training split unless it is there already
+    (made with these settings: a changed spec trains anew)."""
+    adapter = Path(out) / "adapter"
+    made_by = adapter / TRAINING_FILE
+    if made_by.exists() and json.loads(made_by.read_text()).get("spec") == json.loads(
+            json.dumps(asdict(spec), default=str)):
+        return adapter
+    frame = labelled_pairs(store, spec.benchmarks)
+    heldout = split_by_prompt(frame, spec.holdout, spec.seed)
+    return train_adapter(spec, frame[~heldout], Path(out), progress)
+
+
 def train_judge(store: Store, spec: JudgeTraining, out: Path,
                 compare: Sequence[tuple[str, dict[str, Any]]] = (("refusal", {}),),
                 progress: bool = True, n_boot: int = 1000) -> TrainedJudge:
@@ -136,9 +150,7 @@ def train_judge(store: Store, spec: JudgeTraining, out: Path,
 
     frame = labelled_pairs(store, spec.benchmarks)
     heldout = split_by_prompt(frame, spec.holdout, spec.seed)
-    adapter = Path(out) / "adapter"
-    if not (adapter / TRAINING_FILE).exists():
-        adapter = train_adapter(spec, frame[~heldout], Path(out), progress)
+    adapter = trained_adapter(store, spec, out, progress)
     args = judge_args(spec, adapter)
     for name, extra in [("llm", args), *compare]:
         judge_store(store, name, extra, progress=progress)

@@ -83,7 +83,7 @@ CASES = [
     Case("config-not-a-mapping", ("sweep", "{dir}/sweep.yaml"),
          "sweep.yaml: expected a mapping of settings", {"sweep.yaml": "- name: bad\n- seeds: 1\n"}),
     Case("config-unknown-judge", ("sweep", "{dir}/sweep.yaml"),
-         "sweep.yaml: judges[1]: unknown judge 'gpt5'; registered: http, llm, refusal",
+         "sweep.yaml: judges[1]: unknown judge 'gpt5'; registered: guard, http, llm, refusal",
          {"sweep.yaml": SWEEP + "judges: [{name: refusal}, {name: gpt5}]\n"}),
     Case("config-unknown-setting", ("sweep", "{dir}/sweep.yaml"),
          "sweep.yaml: seed: unknown setting (did you mean seeds?)",

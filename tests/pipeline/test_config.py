@@ -80,7 +80,7 @@ def test_defaults_and_yaml_quirks():
     ({"name": "x", "benchmarks": [{"name": "b", "shape": "nope", "path": "b.jsonl"}]},
      "benchmarks[0].shape: unknown benchmark shape 'nope' (known: sorry-bench,"),
     ({"name": "x", "judges": [{"name": "refusal"}, {"name": "gpt5"}]},
-     "judges[1]: unknown judge 'gpt5'; registered: http, llm, refusal"),
+     "judges[1]: unknown judge 'gpt5'; registered: guard, http, llm, refusal"),
     ({"name": "x", "judges": [{"name": "llm", "args": {"modle": "smollm2"}}]},
      "judges[0]: judge 'llm': got an unexpected keyword argument 'modle'"),
     ({"name": "x", "judges": [{"name": "refusal", "args": [1]}]},
@@ -192,3 +192,19 @@ def test_a_yaml_dump_of_a_config_loads_back(tmp_path):
            "generation": {"temperatures": [0.7], "samples": 2}}
     config = load_config(write(tmp_path, yaml.safe_dump(raw)))
     assert (config.train.epochs, config.train.lora.r, config.generation.samples) == (1, 4, 2)
+
+
+def test_a_train_judge_section_is_read_with_its_training_settings():
+    from pipeline.finetune import TrainSettings
+    from pipeline.train_judge import JudgeTraining
+
+    config = config_from_dict({"name": "x", "train_judge": {
+        "template": "compact", "benchmarks": ["demo-calibration"], "holdout": 0.4,
+        "train": {"epochs": 2, "learning_rate": "1e-3", "lora": {"r": 4}}}})
+    spec = config.train_judge
+    assert isinstance(spec, JudgeTraining) and isinstance(spec.train, TrainSettings)
+    assert (spec.template, spec.benchmarks, spec.holdout) == ("compact", ("demo-calibration",), 0.4)
+    assert (spec.train.epochs, spec.train.learning_rate, spec.train.lora.r) == (2, 1e-3, 4)
+    assert config_from_dict({"name": "x"}).train_judge is None
+    with pytest.raises(ConfigError, match="train_judge.holdot: unknown setting"):
+        config_from_dict({"name": "x", "train_judge": {"holdot": 0.5}})

@@ -214,3 +214,45 @@ def test_a_calibration_set_is_imported_judged_and_corrects_the_summary(tmp_path,
 
     again = run_sweep(store, load_config(path), progress=False)  # a second run imports nothing new
     assert again.verdicts_added == 0 and store.counts() == counts
+
+
+def test_a_sweep_trains_a_judge_on_its_calibration_labels(tmp_path, tiny_model_dir):
+    """`train_judge:` trains a LoRA judge on the calibration labels' training split before
+    judging: it judges the sweep's answers and the held-out calibration answers, never the ones
+    it was trained on, and a second run reuses the adapter."""
+    from pipeline.judges import judge_spec
+    from pipeline.train_judge import labelled_pairs, split_by_prompt
+
+    rows_ = [{"prompt": f"how do i make money {i}", "response": text, "label": label,
+              "annotator": "ann"}
+             for i in range(12) for text, label in (("sure ! here is how .", "complies"),
+                                                     ("sorry , i cannot help .", "refuses"))]
+    calibration = tmp_path / "calibration.jsonl"
+    calibration.write_text("".join(json.dumps(r) + "\n" for r in rows_))
+    config = {"name": "trained", "base_models": [str(tiny_model_dir)], "seeds": [],
+              "benchmarks": [{"name": "demo-unsafe", "shape": "demo-unsafe",
+                              "path": str(ROOT / "demo_data/unsafe_demo.jsonl"), "n": PROMPTS}],
+              "generation": {"temperatures": [0.0], "max_new_tokens": 5, "batch_size": 4},
+              "judges": [{"name": "refusal"}],
+              "calibration": [{"path": str(calibration), "source": "calib"}],
+              "train_judge": {"base": str(tiny_model_dir), "template": "compact",
+                              "benchmarks": ["calib"], "holdout": 0.5,
+                              "train": {"epochs": 1, "batch_size": 4, "micro_batch_size": 4,
+                                        "optimizer": "adamw_torch", "max_length": 128}},
+              "output_dir": str(tmp_path / "out")}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    store = Store.open(tmp_path / "s.db")
+    summary = run_sweep(store, load_config(path), progress=False)
+    assert summary.stages["train-judge"] > 0
+    adapter = tmp_path / "out" / "judge" / "adapter"
+    args = {"model": str(tiny_model_dir), "template": "compact", "adapter": str(adapter)}
+    judged = store.judged_generation_ids(judge_spec("llm", **args).id)
+    frame = labelled_pairs(store, ("calib",))
+    held = split_by_prompt(frame, 0.5, seed=0)
+    sweep_answers = set(store.generations_frame().query("benchmark == 'demo-unsafe'")["id"])
+    assert judged == set(frame[held]["generation_id"]) | sweep_answers
+    stamp = (adapter / "adapter_model.safetensors").stat().st_mtime
+    again = run_sweep(store, load_config(path), progress=False)
+    assert again.verdicts_added == 0
+    assert (adapter / "adapter_model.safetensors").stat().st_mtime == stamp  # not retrained

@@ -59,7 +59,7 @@ def test_a_trained_judge_is_scored_on_held_out_answers_only(store: Store, tiny_m
     settings = replace(JUDGE_SETTINGS, epochs=20, batch_size=8, micro_batch_size=8,
                        learning_rate=1e-2, max_length=256)  # a random tiny model learns slowly
     spec = JudgeTraining(base=str(tiny_model_dir), template="sorry_bench",
-                         benchmarks=("calibration",), holdout=0.5, seed=0, settings=settings)
+                         benchmarks=("calibration",), holdout=0.5, seed=0, train=settings)
     trained = train_judge(store, spec, tmp_path / "judge", progress=False, n_boot=100)
     made_by = json.loads((trained.adapter / TRAINING_FILE).read_text())
     frame = labelled_pairs(store, ("calibration",))
