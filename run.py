@@ -96,6 +96,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 @command
 def cmd_demo(args: argparse.Namespace) -> None:
     config = checked_config(args)
+    from annotations.leaderboard import judge_leaderboard
     from annotations.summary import sweep_summary
     from pipeline.sweep import run_sweep
 
@@ -107,8 +108,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
         app = serve(store, args.host, args.port, block=False, bootstrap_admin=True)
     summary = run_sweep(store, config, progress=not args.quiet)
     report = sweep_summary(store)
-    emit(args, {"sweep": summary.to_dict(), "summary": report.to_dict()},
-         f"{report.to_text()}\n\npipeline: {summary.seconds:.0f} s "
+    boards = [judge_leaderboard(store, [c.source or Path(c.path).stem])
+              for c in config.calibration]
+    board_lines = [line for board in boards for line in leaderboard_text(board)]
+    emit(args, {"sweep": summary.to_dict(), "summary": report.to_dict(),
+                "leaderboards": [board.to_dict() for board in boards]},
+         f"{report.to_text()}\n\nJudges against people on the labelled answers (a trained "
+         f"judge: its held-out answers only)\n" + "\n".join(board_lines)
+         + f"\n\npipeline: {summary.seconds:.0f} s "
          f"({', '.join(f'{k} {v:.0f} s' for k, v in summary.stages.items())})")
     if app is not None:
         print(f"the app is still serving on http://{args.host}:{args.port} (Ctrl-C stops it)")
@@ -275,10 +282,26 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(f"report written to {result['html']}")
 
 
+def leaderboard_text(board) -> list[str]:
+    """A leaderboard (annotations.leaderboard) as lines of text; its numbers as computed."""
+    from annotations.report_html import ci, num, pct
+
+    lines = [f"{', '.join(board.benchmarks)}: {board.items} answers, the same for every judge"]
+    for r in board.judges.to_dict("records"):
+        lines.append(f"  {r['judge']}: kappa {ci(r, 'kappa', num)}, sensitivity "
+                     f"{ci(r, 'sensitivity')}, specificity {ci(r, 'specificity')}, "
+                     f"unparseable {pct(r['share_unparseable'])}"
+                     + (f", AUC {ci(r, 'auc', num)}" if r.get("auc") == r.get("auc") else ""))
+    people = board.people[board.people["category"].eq("all")].to_dict("records")
+    if people:
+        lines.append("  people among themselves (the ceiling): alpha "
+                     + ci(people[0], "alpha", num))
+    return lines
+
+
 @command
 def cmd_leaderboard(args: argparse.Namespace) -> None:
     from annotations.leaderboard import judge_leaderboard, labelled_benchmarks
-    from annotations.report_html import ci, num, pct
 
     store = open_store(args)
     benchmarks = args.benchmark or labelled_benchmarks(store)
@@ -286,20 +309,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
         raise ValueError("no labelled answers that a judge has judged: import a labelled set "
                          "(`run.py import published ...`) and run `run.py judge` on it first")
     boards = [judge_leaderboard(store, [name], n_boot=args.n_boot) for name in benchmarks]
-    lines = []
-    for board in boards:
-        lines.append(f"{', '.join(board.benchmarks)}: {board.items} answers, the same for every "
-                     "judge")
-        for r in board.judges.to_dict("records"):
-            lines.append(f"  {r['judge']}: kappa {ci(r, 'kappa', num)}, sensitivity "
-                         f"{ci(r, 'sensitivity')}, specificity {ci(r, 'specificity')}, "
-                         f"unparseable {pct(r['share_unparseable'])}"
-                         + (f", AUC {ci(r, 'auc', num)}" if r.get("auc") == r.get("auc") else ""))
-        people = board.people[board.people["category"].eq("all")].to_dict("records")
-        if people:
-            lines.append("  people among themselves (the ceiling): alpha "
-                         + ci(people[0], "alpha", num))
-    emit(args, [board.to_dict() for board in boards], "\n".join(lines))
+    emit(args, [board.to_dict() for board in boards],
+         "\n".join(line for board in boards for line in leaderboard_text(board)))
 
 
 def common_options(after_command: bool) -> argparse.ArgumentParser:

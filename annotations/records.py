@@ -226,8 +226,15 @@ class JudgeSpec(Record):
 
     @property
     def label(self) -> str:
-        """A short human-readable name, e.g. `llm(template=sorry_bench)`."""
-        shown = ",".join(f"{k}={v}" for k, v in sorted(self.args.items()) if k != "template_hash")
+        """A short human-readable name, e.g. `llm(template=sorry_bench)`: hashes left out, a
+        trained judge's adapter folder by its last two parts."""
+        def shown_value(key: str, value: Any) -> Any:
+            if key == "adapter" and isinstance(value, str):
+                return "/".join(value.rstrip("/").split("/")[-2:])
+            return value
+
+        shown = ",".join(f"{k}={shown_value(k, v)}" for k, v in sorted(self.args.items())
+                         if not k.endswith("_hash"))
         return f"{self.name}({shown})" if shown else self.name
 
 

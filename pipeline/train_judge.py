@@ -7,21 +7,27 @@ split ONLY.
 - The split is by prompt (every answer to a held-out prompt is held out), seeded, so no
   held-out request was seen in training; the labels are the people's majority (complies /
   refuses; ties and incoherent majorities are not trained on).
-- The adapter folder keeps `judge_training.json`: the base, the template and its hash, the
-  split, the settings, the training loss and the packages' versions, and the keys of the
-  (request, answer) pairs trained on. The judge stage never stores this judge's verdict on a
-  pair it was trained on (`pipeline.judges.held_back`): such a verdict is not a measurement, and every
-  statistic (agreement, the leaderboard, the error correction) then sees held-out answers only.
+- The adapter folder keeps `judge_training.json`: a key (the hash of every setting and of the
+  training answers with their labels), the base, the template and its hash, the settings, the
+  training loss, the packages' versions, and the keys of the (request, answer) pairs trained
+  on. The judge stage never stores this judge's verdict on a pair it was trained on
+  (`pipeline.judges.held_back`): such a verdict is not a measurement, and every statistic
+  (agreement, the leaderboard, the error correction) then sees held-out answers only.
+- The demo's judge ships in `demo_data/judges/` (made by this stage; about 4.5 minutes on 2 CPU
+  cores): a training whose key matches uses it, `WORKBENCH_JUDGE_TRAIN=1` trains anyway, and
+  `pytest -m rederive tests/pipeline/test_train_judge.py` re-derives it and compares.
 - `train_judge` then judges the held-out answers (and, for comparison, runs the judges named in
   `compare` on them) and returns the leaderboard over exactly those answers.
 
-    python run.py train-judge --base smollm2 --template sorry_bench --out out/judge
+    python run.py train-judge --base smollm2 --template compact --out out/judge
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,19 +40,24 @@ from annotations.frames import Frames
 from annotations.leaderboard import Leaderboard, judge_leaderboard
 from annotations.records import stable_id
 from annotations.store import Store
-from pipeline.finetune import TrainSettings, build_trainer, package_versions
+from pipeline.finetune import LoraSettings, TrainSettings, build_trainer, package_versions
 from pipeline.instructions import InstructionPair
 from pipeline.judges import TRAINING_FILE, InputForm, item_key, load_template
 
 log = logging.getLogger(__name__)
-JUDGE_SETTINGS = TrainSettings(epochs=3, batch_size=16, micro_batch_size=8, learning_rate=2e-4,
-                               optimizer="adamw_torch", max_length=1024)
+# What taught SmolLM2-135M to beat the refusal-phrase judge on the demo's held-out answers (kappa
+# 0.67 against 0.56; 3 epochs at 2e-4 left it calling everything "complies"): see README.
+JUDGE_SETTINGS = TrainSettings(epochs=12, batch_size=16, micro_batch_size=8, learning_rate=2e-3,
+                               optimizer="adamw_torch", max_length=512, bf16=True,
+                               lora=LoraSettings(r=8, alpha=16, dropout=0.05))
+SHIPPED = Path(__file__).resolve().parents[1] / "demo_data" / "judges"
+TRAIN_ENV = "WORKBENCH_JUDGE_TRAIN"  # =1: train even where a shipped adapter matches
 
 
 @dataclass(frozen=True)
 class JudgeTraining:
     base: str = "smollm2"
-    template: str = "sorry_bench"
+    template: str = "compact"
     benchmarks: tuple[str, ...] = ()  # the labelled sets to train and test on; () = all
     holdout: float = 0.5  # share of prompts held out
     seed: int = 0
@@ -89,6 +100,13 @@ def training_examples(train: pd.DataFrame, template_name: str) -> list[Instructi
             for row in train.itertuples()]
 
 
+def training_key(spec: JudgeTraining, train: pd.DataFrame) -> str:
+    """What makes two trainings the same: every setting, and the training answers with their
+    labels (a changed label or split is a new judge)."""
+    data = sorted((r.generation_id, int(r.human)) for r in train.itertuples())
+    return stable_id("judge-training", asdict(spec), data)
+
+
 def train_adapter(spec: JudgeTraining, train: pd.DataFrame, out: Path,
                   progress: bool = True) -> Path:
     """The LoRA adapter in `out/adapter`, with its judge_training.json."""
@@ -99,7 +117,7 @@ def train_adapter(spec: JudgeTraining, train: pd.DataFrame, out: Path,
     result = trainer.train()
     adapter = out / "adapter"
     trainer.model.save_pretrained(adapter)
-    made_by = {"base": spec.base, "template": spec.template,
+    made_by = {"key": training_key(spec, train), "base": spec.base, "template": spec.template,
                "template_sha256": load_template(spec.template).sha256,
                "spec": json.loads(json.dumps(asdict(spec), default=str)),
                "train_loss": result.training_loss,
@@ -128,17 +146,35 @@ class TrainedJudge:
                 "leaderboard": self.leaderboard.to_dict()}
 
 
+def made_with(folder: Path) -> str | None:
+    """The training key a trained judge's folder records, if any."""
+    made_by = Path(folder) / TRAINING_FILE
+    return json.loads(made_by.read_text()).get("key") if made_by.is_file() else None
+
+
+def shipped_adapter(key: str) -> Path | None:
+    """The adapter the project shipped for exactly this training (settings and data), if any."""
+    return next((folder for folder in sorted(SHIPPED.glob("*")) if made_with(folder) == key),
+                None)
+
+
 def trained_adapter(store: Store, spec: JudgeTraining, out: Path, progress: bool = True) -> Path:
-    """The adapter in `out/adapter`, trained on the training split unless it is there already
-    (made with these settings: a changed spec trains anew)."""
-    adapter = Path(out) / "adapter"
-    made_by = adapter / TRAINING_FILE
-    if made_by.exists() and json.loads(made_by.read_text()).get("spec") == json.loads(
-            json.dumps(asdict(spec), default=str)):
-        return adapter
+    """The adapter in `out/adapter` for this training: the one already there, else the one the
+    project shipped for exactly these settings and labels (copied; `WORKBENCH_JUDGE_TRAIN=1`
+    trains instead), else trained on the training split now."""
     frame = labelled_pairs(store, spec.benchmarks)
-    heldout = split_by_prompt(frame, spec.holdout, spec.seed)
-    return train_adapter(spec, frame[~heldout], Path(out), progress)
+    train = frame[~split_by_prompt(frame, spec.holdout, spec.seed)]
+    key, adapter = training_key(spec, train), Path(out) / "adapter"
+    if made_with(adapter) == key:
+        return adapter
+    shipped = None if os.environ.get(TRAIN_ENV) == "1" else shipped_adapter(key)
+    if shipped is not None:
+        log.info("train-judge: using the shipped adapter %s (made by this stage with the same "
+                 "settings and labels; %s=1 trains it here)", shipped, TRAIN_ENV)
+        shutil.rmtree(adapter, ignore_errors=True)
+        shutil.copytree(shipped, adapter)
+        return adapter
+    return train_adapter(spec, train, Path(out), progress)
 
 
 def train_judge(store: Store, spec: JudgeTraining, out: Path,
