@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pipeline.config import CalibrationSpec, SweepConfig
@@ -35,11 +36,16 @@ def _check_models(config: SweepConfig) -> None:
 
 
 def check_judge_model(name: str, args: Mapping[str, Any]) -> None:
-    """The local LLM judge's model can be loaded here (found, not loaded)."""
+    """A local judge's model (llm, guard) can be loaded here (found, not loaded), and its
+    adapter, when it has one, is a folder with LoRA weights."""
     from pipeline.models import check_available
 
-    if name == "llm" and isinstance(args.get("model"), str):
+    if name in ("llm", "guard") and isinstance(args.get("model"), str):
         check_available(args["model"])
+    adapter = args.get("adapter")
+    if adapter and not (Path(str(adapter)) / "adapter_model.safetensors").is_file():
+        raise ValueError(f"judge {name}: adapter {adapter!r} is not a LoRA adapter folder (no "
+                         "adapter_model.safetensors there)")
 
 
 def _check_calibration(specs: Sequence[CalibrationSpec]) -> None:

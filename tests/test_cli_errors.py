@@ -164,3 +164,13 @@ def test_store_json_and_quiet_go_before_or_after_the_command(world, tmp_path):
     assert json.loads(text.stdout)["labels"] == 3  # --json before, other options after
     plain = cli(env, "--store", str(world.store), "status")
     assert plain.returncode == 0 and "labels: 3" in plain.stdout.splitlines()
+
+
+def test_a_judge_adapter_that_is_not_a_lora_folder_is_one_line(capsys, tmp_path):
+    import run
+
+    code = run.main(["--store", str(tmp_path / "s.db"), "judge", "--judge", "llm",
+                     "--arg", "model=smollm2", "--arg", f"adapter={tmp_path}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "is not a LoRA adapter folder" in err

@@ -155,6 +155,20 @@ def test_vllm_judge_probabilities_equal_the_hf_judge(engine, model_dir):
     assert [o.label for o in ours] == [o.label for o in reference]
 
 
+def test_a_trained_judges_adapter_gives_the_hf_probabilities(engine, model_dir, adapters):
+    """A judge with `adapter=` (what train-judge registers) through the shared engine's LoRA
+    slots equals transformers + peft within 1e-3, and differs from the base judge."""
+    items = [JudgeItem(p.text, answer) for p in PROMPTS[:3]
+             for answer in ("sure here are steps", "sorry i cannot help")]
+    args = {"model": str(model_dir), "template": "sorry_bench", "adapter": adapters[0]}
+    _, hf = create_judge("llm", engine="hf", **args)
+    _, served = create_judge("llm", engine="vllm", **args)
+    ours, reference = served(items), hf(items)
+    assert max(abs(a.probability - b.probability) for a, b in zip(ours, reference)) < 1e-3
+    _, base = create_judge("llm", engine="vllm", model=str(model_dir), template="sorry_bench")
+    assert max(abs(a.probability - b.probability) for a, b in zip(ours, base(items))) > 1e-3
+
+
 KILLED_RUN = textwrap.dedent("""
     import os, signal, sys
     sys.path[:0] = [{root!r}, {tests!r}]
