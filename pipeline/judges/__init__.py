@@ -39,13 +39,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from annotations.records import JudgeSpec, stable_id
-from pipeline.judges.template import (ANSWER_TOKENS, TEMPLATE_DIR, AnswerReading, InputForm, Reading, Template,
-                                      load_template, parse_answer, parse_template, read_answer,
-                                      template_names)
+from pipeline.judges.template import (ANSWER_TOKENS, TEMPLATE_DIR, AnswerReading, InputForm,
+                                      Reading, Template, load_template, parse_answer,
+                                      parse_template, read_answer, template_names)
 
 __all__ = [  # the template names re-exported here, where judges have always found them
-    "ANSWER_TOKENS", "TEMPLATE_DIR", "AnswerReading", "InputForm", "Reading", "Template", "load_template",
-           "parse_answer", "parse_template", "read_answer", "template_names"]
+    "ANSWER_TOKENS", "TEMPLATE_DIR", "AnswerReading", "InputForm", "Reading", "Template",
+    "load_template", "parse_answer", "parse_template", "read_answer", "template_names"]
 
 BUILTIN_MODULES = ("pipeline.judges.refusal", "pipeline.judges.llm", "pipeline.judges.http",
                    "pipeline.judges.guard")

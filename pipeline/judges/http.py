@@ -40,9 +40,9 @@ import httpx
 
 from pipeline.http_client import (Breaker, Reply, RetryPolicy, api_headers, chat_content,
                                   check_base_url, parse_retry_after, post)
-from pipeline.judges import (ANSWER_TOKENS, MAX_RAW_CHARS, JudgeCache, JudgeFn, JudgeItem, JudgeOutcome,
-                             JudgeUnavailable, Template, clip_raw, judge, load_template,
-                             read_answer)
+from pipeline.judges import (ANSWER_TOKENS, MAX_RAW_CHARS, JudgeCache, JudgeFn, JudgeItem,
+                             JudgeOutcome, JudgeUnavailable, Template, clip_raw, judge,
+                             load_template, read_answer)
 
 __all__ = ["RetryPolicy", "parse_retry_after", "http_judge"]
 

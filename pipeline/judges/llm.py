@@ -31,9 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.judges import (ANSWER_TOKENS, InputForm, JudgeCache, JudgeFn, JudgeItem, JudgeOutcome,
-                             Reading,
-                             Template, clip_raw, judge, load_template, read_answer)
+from pipeline.judges import (ANSWER_TOKENS, InputForm, JudgeCache, JudgeFn, JudgeItem,
+                             JudgeOutcome, Reading, Template, clip_raw, judge, load_template,
+                             read_answer)
 from pipeline.engine import EngineKind, choose_engine, shared_engine
 from pipeline.servable import EngineUnavailable
 from pipeline.models import LoadOptions, chat_prompt, load_model
@@ -99,7 +99,6 @@ def begin_text(tokenizer: Any) -> str:
     tokenizer's `<s>`, nothing for most others), as text: what a raw template's source got."""
     ids = tokenizer("", add_special_tokens=True)["input_ids"]
     return tokenizer.decode(ids, skip_special_tokens=False) if ids else ""
-
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

@@ -181,7 +181,8 @@ def _choice(kind: type[enum.Enum], value: str, key: str, name: str) -> Any:
         return kind(value.strip().lower())
     except ValueError:
         known = ", ".join(k.value for k in kind)
-        raise ValueError(f"template {name!r}: {key} must be one of {known}, got {value!r}") from None
+        raise ValueError(f"template {name!r}: {key} must be one of {known}, "
+                         f"got {value!r}") from None
 
 
 def _placeholders(text: str | None, body: str, name: str) -> dict[str, str] | None:
