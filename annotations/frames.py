@@ -190,7 +190,7 @@ def select_outcomes(outcomes: pd.DataFrame, kind: PromptKind | None = PromptKind
 ITEM_COLUMNS = ["generation_id", "prompt_id", "checkpoint_id", "checkpoint", "base_model",
                 "dataset", "run_id", "seed", "epoch", "checkpoint_kind", "import_source",
                 "temperature", "sample_index", "category_id",
-                "category", "kind", "degenerate", "empty"]
+                "category", "kind", "degenerate", "empty", "benchmark"]
 
 
 def generation_items(frames: Frames, kind: PromptKind | None = PromptKind.UNSAFE) -> pd.DataFrame:

@@ -8,7 +8,8 @@ prompt-clustered CIs: kappa, accuracy, sensitivity, specificity against the peop
 (`agreement_tables.judge_summary_table`), kappa on coherent and on incoherent answers, the
 unparseable share, and for judges that give scores the AUC (`scores.score_agreement`); per
 judge and category, kappa; and Krippendorff's alpha among the people overall and per category
-(`agreement_tables.human_alpha`). No number is computed here: each comes from those functions.
+(`agreement_tables.human_alpha`), over every labelled answer of the sets (the ceiling must count
+the answers people disagree on, which have no majority and so are not on the board). No number is computed here: each comes from those functions.
 """
 
 from __future__ import annotations
@@ -66,9 +67,14 @@ def judge_leaderboard(source: Store | Frames, benchmarks: Sequence[str] | None =
                       n_boot: int = 1000, seed: int = 0) -> Leaderboard:
     """The leaderboard over the answers of `benchmarks` (see the module docstring). `kind`
     None takes every prompt (a published set may hold safe prompts too, as XSTest does)."""
-    frames = common_items(frames_of(source), benchmarks, kind)
+    everything = frames_of(source)
+    frames = common_items(everything, benchmarks, kind)
     agreement = judge_agreement_summary(frames, kind=kind, n_boot=n_boot, seed=seed)
-    labelled = labelled_items(frames, kind)
+    # the ceiling from every labelled answer of the sets: cut to the answers with a majority,
+    # the people's disagreements (the ties) would be left out and alpha would read too high
+    labelled = labelled_items(everything, kind)
+    if benchmarks:
+        labelled = labelled[labelled["benchmark"].isin(list(benchmarks))]
     people = human_alpha(labelled, by="category", n_boot=n_boot, seed=seed)
     judges = judge_summary_table(frames, agreement, people, kind=kind)
     scores = score_agreement(frames, threshold, kind=kind, n_boot=n_boot, seed=seed)

@@ -90,8 +90,9 @@ def test_the_leaderboard_equals_annotations_functions_by_hand(tmp_path: Path) ->
     assert rows.loc["rubric", "auc"] == pytest.approx(
         roc_auc_score(votes[rubric["generation_id"]], rubric["score"]))
     assert np.isnan(rows.loc["good", "auc"])  # no scores, no AUC
-    # the ceiling: alpha among the three people on the same items, by hand
-    long = labels[labels["generation_id"].isin(kept)].rename(
+    # the ceiling: alpha among the three people on every labelled answer of the set (answer 5
+    # too: the people's disagreements must count), by hand
+    long = labels.rename(
         columns={"generation_id": "unit", "label": "value"})[["unit", "annotator", "value"]]
     alpha = krippendorff_alpha(long, "nominal", n_boot=300)
     assert rows.loc["good", "people_alpha"] == pytest.approx(alpha.alpha)
@@ -138,3 +139,30 @@ def test_the_report_shows_the_leaderboard_and_the_scores_it_computes(tmp_path: P
     assert ci(rubric, "auc", num) in html
     first = report.scores.to_dict("records")[0]
     assert ci(first, "mean_score", num) in html
+
+
+def test_the_ceiling_counts_the_answers_people_disagree_on(tmp_path: Path) -> None:
+    """Two people who disagree on some answers: those answers have no majority, so no judge is
+    scored on them, but the people's alpha is computed with them (else it would read 1.0)."""
+    rows = []
+    for i in range(20):
+        a = ["refuses", "complies"][i % 2]
+        b = a if i % 5 else ["complies", "refuses"][i % 2]  # they disagree on 4 answers
+        rows += [{"prompt": f"request {i}", "response": f"answer {i}", "label": a,
+                  "annotator": "a"},
+                 {"prompt": f"request {i}", "response": f"answer {i}", "label": b,
+                  "annotator": "b"}]
+    path = tmp_path / "pair.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    store = Store.open(tmp_path / "p.db")
+    import_labelled_responses(store, path, source="pair")
+    judge = JudgeSpec(name="refusal")
+    store.upsert_judge(judge)
+    store.upsert_verdicts(Verdict(generation_id=g, judge_id=judge.id, label=1)
+                          for g in store.generations_frame()["id"])
+    board = judge_leaderboard(store, ["pair"], n_boot=100)
+    assert board.items == 16
+    long = store.labels_frame().rename(columns={"generation_id": "unit", "label": "value"})
+    alpha = krippendorff_alpha(long[["unit", "annotator", "value"]], "nominal", n_boot=100)
+    people = board.people.set_index("category").loc["all"]
+    assert people["alpha"] == pytest.approx(alpha.alpha) and people["alpha"] < 0.8

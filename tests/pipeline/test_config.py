@@ -42,7 +42,8 @@ def test_the_shipped_configs_load_with_their_values():
     assert demo.train.learning_rate == 3e-4 and demo.train.lora.target_modules[0] == "q_proj"
     assert demo.align is not None and isinstance(demo.align.data[0], DataSpec)
     assert demo.generation.temperatures == (0.0, 0.7)
-    assert demo.judges[1] == JudgeConfig("llm", {"model": "smollm2", "template": "sorry_bench"})
+    assert demo.judges == (JudgeConfig("refusal"),)
+    assert demo.train_judge.template == "compact" and demo.train_judge.train.epochs == 12
     paper = load_config(ROOT / "configs/paper.yaml")
     assert paper.train.quantization == "4bit" and paper.capability.n == 500
 
