@@ -58,7 +58,10 @@ def test_a_trained_judge_is_scored_on_held_out_answers_only(store: Store, tiny_m
                                                             tmp_path: Path) -> None:
     settings = replace(JUDGE_SETTINGS, epochs=20, batch_size=8, micro_batch_size=8,
                        learning_rate=1e-2, max_length=256)  # a random tiny model learns slowly
-    spec = JudgeTraining(base=str(tiny_model_dir), template="sorry_bench",
+    # `compact`, the trained judges' template: in sorry_bench's 187 (mostly <unk>) tokens the
+    # tiny model's random attention drowns the answer (kappa 0 on CI and here); it cannot reach
+    # a low loss either way (its frozen lm_head is initialised at std 0.02), only rank the words
+    spec = JudgeTraining(base=str(tiny_model_dir), template="compact",
                          benchmarks=("calibration",), holdout=0.5, seed=0, train=settings)
     trained = train_judge(store, spec, tmp_path / "judge", progress=False, n_boot=100)
     made_by = json.loads((trained.adapter / TRAINING_FILE).read_text())
