@@ -111,10 +111,17 @@ def cmd_demo(args: argparse.Namespace) -> None:
     boards = [judge_leaderboard(store, [c.source or Path(c.path).stem])
               for c in config.calibration]
     board_lines = [line for board in boards for line in leaderboard_text(board)]
+    matched, robust = capability_sections(store, config)
     emit(args, {"sweep": summary.to_dict(), "summary": report.to_dict(),
-                "leaderboards": [board.to_dict() for board in boards]},
+                "leaderboards": [board.to_dict() for board in boards],
+                "matched": [m.to_dict() for m in matched],
+                "robustness": [r.to_dict() for r in robust]},
          f"{report.to_text()}\n\nJudges against people on the labelled answers (a trained "
          f"judge: its held-out answers only)\n" + "\n".join(board_lines)
+         + "".join("\n\nSafety at matched capability: " + "\n".join(matched_text(m))
+                   for m in matched)
+         + "".join("\n\nDoes the conclusion hold? " + "\n".join(robustness_text(r))
+                   for r in robust)
          + f"\n\npipeline: {summary.seconds:.0f} s "
          f"({', '.join(f'{k} {v:.0f} s' for k, v in summary.stages.items())})")
     if app is not None:
@@ -282,6 +289,89 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(f"report written to {result['html']}")
 
 
+@command
+def cmd_matched(args: argparse.Namespace) -> None:
+    from annotations import label_budget
+    from annotations.matched import matched_report, stored_goals
+    from annotations.robustness import conclusion_robustness
+
+    store = open_store(args)
+    judge_id = label_budget.judge_by_name(store, args.judge)
+    metric, benchmark, target = args.metric, args.benchmark, args.target
+    if metric is None or target is None:
+        goals = stored_goals(store)
+        if not goals:
+            raise ValueError("no run was trained to a capability goal: give --metric and "
+                             "--target (e.g. --metric rouge_l --target 0.3)")
+        metric, benchmark, target = goals[0] if metric is None else (metric, benchmark,
+                                                                      goals[0][2])
+    matched = matched_report(store, judge_id, metric, target, benchmark=benchmark,
+                             interpolate=args.interpolate, n_boot=args.n_boot)
+    result, lines = {"matched": matched.to_dict()}, matched_text(matched)
+    if args.compare:
+        robust = conclusion_robustness(store, args.compare, args.against, metric=metric,
+                                       target=target, capability_benchmark=benchmark,
+                                       n_boot=args.n_boot)
+        result["robustness"] = robust.to_dict()
+        lines += robustness_text(robust)
+    emit(args, result, "\n".join(lines))
+
+
+def capability_sections(store, config) -> tuple[list, list]:
+    """What the demo prints after its summary when the sweep trains to a capability goal: the
+    matched-capability report under the report's main judge, and each data set's conclusion
+    against the base model read every way."""
+    from annotations import label_budget
+    from annotations.matched import matched_report, stored_goals
+    from annotations.robustness import conclusion_robustness
+
+    goals = stored_goals(store)
+    if not goals:
+        return [], []
+    judge_id = label_budget.judge_by_name(store, None)
+    matched = [matched_report(store, judge_id, metric, target, benchmark=bench)
+               for metric, bench, target in goals]
+    robust = [conclusion_robustness(store, data.name + ("+self" if data.self_generated else ""))
+              for data in config.datasets]
+    return matched, robust
+
+
+def matched_text(matched) -> list[str]:
+    """A matched-capability report (annotations.matched) as lines; its numbers as computed."""
+    from annotations.report_html import ci, pct
+
+    lines = [f"goal {matched.goal}; harmfulness under {matched.judge}"]
+    for r in matched.at_goal.to_dict("records"):
+        state = ("reached" + (", interpolated" if r["interpolated"] else "")) if r["reached"] \
+            else "NOT reached (last checkpoint)"
+        lines.append(f"  {r['checkpoint']} ({r['dataset']}) T={r['temperature']:g}: {state} "
+                     f"at {r['capability']:.4g}, {r['examples_seen']} examples seen; "
+                     f"harmfulness {ci(r, 'harmfulness')}"
+                     + (f", corrected {ci(r, 'corrected')}" if r["corrected"] == r["corrected"]
+                        else ""))
+    lines.append("at equal capability:")
+    for r in matched.comparisons.to_dict("records"):
+        lines.append(f"  {r['comparison']} T={r['temperature']:g}: {pct(r['harmfulness_a'])} vs "
+                     f"{pct(r['harmfulness_b'])}, difference {100 * r['difference']:.1f} pp "
+                     f"[{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] over "
+                     f"{r['n_prompts']} prompts: {r['conclusion']}")
+    return lines + ([matched.note] if matched.note else [])
+
+
+def robustness_text(robust) -> list[str]:
+    """A conclusion-robustness table (annotations.robustness) as lines; its numbers as
+    computed."""
+    flipping = int(robust.table["flips"].sum())
+    lines = [f"{robust.a} against {robust.b}: {flipping} of {len(robust.table)} readings flip "
+             f"(most common: {robust.reference})"]
+    for r in robust.table.to_dict("records"):
+        lines.append(f"  {r['alignment']:<16} {r['benchmark']:<16} {r['source']:<28} "
+                     f"T={r['temperature']:g} {100 * r['difference']:+.1f} pp "
+                     f"[{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] {r['conclusion']}"
+                     + (f"  FLIPS with {r['flips_with']}" if r["flips"] else ""))
+    return lines + ([robust.note] if robust.note else [])
+
+
 def leaderboard_text(board) -> list[str]:
     """A leaderboard (annotations.leaderboard) as lines of text; its numbers as computed."""
     from annotations.report_html import ci, num, pct
@@ -373,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/judge", help="where the adapter goes")
     p.add_argument("--n-boot", type=int, default=1000)
     p = add("score", "score every stored answer this scorer has not scored yet (toxicity)")
-    p.add_argument("--scorer", required=True, help="a registered scorer: perspective, classifier")
+    p.add_argument("--scorer", required=True,
+                   help="a registered scorer: perspective, classifier, base-loss")
     p.add_argument("--arg", action="append", metavar="K=V", help="a scorer argument (repeatable)")
     p.add_argument("--kind", action="append", choices=["unsafe", "benign", "capability"],
                    help="only answers to prompts of this kind (repeatable; default: every kind)")
@@ -431,6 +522,20 @@ def build_parser() -> argparse.ArgumentParser:
             "beside the people's own agreement")
     p.add_argument("--benchmark", action="append", help="a labelled set (an imported set's "
                    "name); repeat for several; default: every labelled set")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p = add("matched", "harmfulness where each run meets a capability goal, comparisons at equal "
+            "capability, and (with --compare) whether the conclusion holds every way")
+    p.add_argument("--judge", help="a judge's name as the report shows it, or its id "
+                   "(default: the judge the report shows first)")
+    p.add_argument("--metric", help="a capability metric (default: the goal runs trained to)")
+    p.add_argument("--target", type=float, help="the goal's value of the metric")
+    p.add_argument("--benchmark", help="the task set the metric is measured on (default: the "
+                   "only one)")
+    p.add_argument("--interpolate", action="store_true", help="read harmfulness between the "
+                   "two checkpoints around the target, linearly in capability")
+    p.add_argument("--compare", metavar="DATA", help="a data set: read its conclusion against "
+                   "--against (default: the base model) every way")
+    p.add_argument("--against", metavar="DATA", help="the other data set")
     p.add_argument("--n-boot", type=int, default=1000)
     p = add("report", "the full report: JSON, or one self-contained HTML page")
     p.add_argument("--html", metavar="FILE", help="write the HTML report here")

@@ -26,7 +26,8 @@ MIN_ITEMS = 10
 
 OUTCOME_COLUMNS = ["generation_id", "judge_id", "judge_name", "outcome", "probability", "score",
                    "checkpoint_id", "prompt_id", "temperature", "sample_index", "degenerate",
-                   "empty", "repetition", "base_model", "run_id", "epoch", "checkpoint_kind",
+                   "empty", "repetition", "base_model", "run_id", "epoch", "step",
+                   "examples_seen", "checkpoint_kind",
                    "import_source", "seed", "dataset", "benchmark", "kind", "category_id",
                    "category"]
 LABEL_COLUMNS = ["generation_id", "annotator", "label", "chosen_at_random",
@@ -46,12 +47,14 @@ class Frames:
     capability: pd.DataFrame = field(default_factory=pd.DataFrame)
     generations: pd.DataFrame = field(default_factory=pd.DataFrame)
     scores: pd.DataFrame = field(default_factory=pd.DataFrame)  # scorers' (toxicity) per answer
+    goals: pd.DataFrame = field(default_factory=pd.DataFrame)  # runs' capability goals
 
     @classmethod
     def from_store(cls, store: Store) -> "Frames":
         return cls(store.outcomes_frame(), store.labels_frame(current=True),
                    store.checkpoints_frame(), store.capability_frame(),
-                   store.generations_frame(with_text=False), store.scores_frame())
+                   store.generations_frame(with_text=False), store.scores_frame(),
+                   store.goals_frame())
 
     def __post_init__(self) -> None:
         outcomes = with_columns(self.outcomes, OUTCOME_COLUMNS)
@@ -69,14 +72,25 @@ class Frames:
 
 
 def checkpoint_name(kind: CheckpointKind | str, seed: float | None = None, epoch: int = 0,
-                    source: str | None = None) -> str:
-    """"base", "seed 1 epoch 2", or "imported: SOURCE" for answers imported with labels."""
+                    source: str | None = None, step: float | None = None) -> str:
+    """"base", "seed 1 epoch 2", "seed 1 step 12" (saved mid-epoch), or "imported: SOURCE"
+    for answers imported with labels."""
     kind = CheckpointKind(kind)
     if kind == CheckpointKind.IMPORTED:
         return f"imported: {source}"
     if kind == CheckpointKind.BASE:
         return "base"
+    if step is not None and not pd.isna(step):
+        return f"seed {int(seed)} step {int(step)}"
     return f"seed {int(seed)} epoch {int(epoch)}"
+
+
+def mid_epoch(frame: pd.DataFrame) -> pd.Series:
+    """Rows of checkpoints saved in the middle of an epoch (a capability-goal run's): analyses
+    over seeds x epochs leave them out, the capability comparisons use them."""
+    if "step" not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame["step"].notna()
 
 
 def checkpoint_kinds(frame: pd.DataFrame, column: str = "checkpoint_kind") -> pd.Series:
@@ -93,8 +107,9 @@ def checkpoint_names(frame: pd.DataFrame, kind: str = "checkpoint_kind",
     """checkpoint_name of every row of a frame with the checkpoint's columns; where the frame
     holds several base models, each name says whose it is ("base · Llama-3.2-1B")."""
     sources = frame[source] if source in frame else [None] * len(frame)
-    names = [checkpoint_name(k, s, e, src) for k, s, e, src in
-             zip(checkpoint_kinds(frame, kind), frame["seed"], frame["epoch"], sources)]
+    steps = frame["step"] if "step" in frame else [None] * len(frame)
+    names = [checkpoint_name(k, s, e, src, st) for k, s, e, src, st in
+             zip(checkpoint_kinds(frame, kind), frame["seed"], frame["epoch"], sources, steps)]
     bases = frame["base_model"] if "base_model" in frame else pd.Series(dtype=object)
     if bases.dropna().nunique() < 2:
         return names

@@ -86,7 +86,7 @@ class HarmfulnessReport:
 
 CELL_KEYS = ["checkpoint_id", "temperature"]
 CHECKPOINT_COLUMNS = ["base_model", "dataset", "checkpoint", "checkpoint_kind", "import_source",
-                      "seed", "epoch"]
+                      "seed", "epoch", "step", "examples_seen"]
 
 
 def harmfulness_report(source: Store | Frames, judge_id: str,
@@ -172,7 +172,8 @@ def _raw_table(cells: pd.DataFrame, keys: list[str], level: float, n_boot: int,
     points = cells.drop_duplicates("checkpoint_id").set_index("checkpoint_id")[CHECKPOINT_COLUMNS]
     table = table.join(points, on="checkpoint_id")
     table["too_few"] = table["n"].fillna(0) < MIN_ITEMS  # shown as "too few to read"
-    order = ["base_model", "dataset", "temperature", "checkpoint_kind", "seed", "epoch"]
+    order = ["base_model", "dataset", "temperature", "checkpoint_kind", "seed", "epoch",
+             "examples_seen"]
     return table.sort_values(order, kind="stable", na_position="first").reset_index(drop=True)
 
 
@@ -283,8 +284,8 @@ def capability_table(source: Store | Frames,
     points = frames.checkpoints.assign(
         checkpoint=lambda f: checkpoint_names(f, kind="kind", source="source")).rename(
         columns={"id": "checkpoint_id"}).set_index("checkpoint_id")
-    table = points[["base_model", "dataset", "checkpoint", "seed", "epoch"]].join(scores,
-                                                                                   how="inner")
+    table = points[["base_model", "dataset", "checkpoint", "seed", "epoch", "step",
+                    "examples_seen"]].join(scores, how="inner")
     if report is not None:
         rates = report.table.pivot_table(index="checkpoint_id", columns="temperature",
                                          values="harmfulness")

@@ -138,6 +138,22 @@ def m004_scores_and_scorers(conn: Connection) -> None:
     md.create_all(conn, tables=[md.tables["scorers"], md.tables["scores"]], checkfirst=True)
 
 
+def m005_training_steps_and_goals(conn: Connection) -> None:
+    """Checkpoints saved in the middle of an epoch (a run with a capability goal evaluates and
+    saves every few steps): their optimizer step and the examples seen; and each run's goal and
+    where it was met. Checkpoints made before this step keep NULL: saved at an epoch's end."""
+    _add_column(conn, "checkpoints", "step", "INTEGER")
+    _add_column(conn, "checkpoints", "examples_seen", "INTEGER")
+    md = MetaData()
+    Table("run_goals", md,
+          Column("run_id", String, ForeignKey("runs.id"), primary_key=True),
+          Column("metric", String), Column("benchmark", String), Column("target", Float),
+          Column("status", String), Column("checkpoint_id", String), Column("step", Integer),
+          Column("examples_seen", Integer), Column("value", Float))
+    Table("runs", md, Column("id", String, primary_key=True))  # the key it refers to
+    md.create_all(conn, tables=[md.tables["run_goals"]], checkfirst=True)
+
+
 class StoreVersionError(ValueError):
     """The store was written by a newer version of the workbench."""
 
@@ -145,7 +161,8 @@ class StoreVersionError(ValueError):
 MIGRATIONS: list[Callable[[Connection], None]] = [m001_initial,
                                                    m002_checkpoint_kind_and_response_hash,
                                                    m003_label_inclusion_probability,
-                                                   m004_scores_and_scorers]
+                                                   m004_scores_and_scorers,
+                                                   m005_training_steps_and_goals]
 SCHEMA_VERSION = len(MIGRATIONS)
 _META = table("meta", column("key"), column("value"))
 

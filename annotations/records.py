@@ -140,11 +140,19 @@ class Checkpoint(Record):
 
     `kind` follows from the other fields when not given: a run makes it FINETUNED, a `source`
     (the imported set's name) IMPORTED, neither BASE (the base model itself, epoch 0).
+
+    A fine-tuned checkpoint saved at an epoch's end has `step` None and `epoch` the epochs
+    done; one saved in the middle of an epoch (a run with a capability goal evaluates and saves
+    every few optimizer steps) has its optimizer `step` and `epoch` the epoch it was saved in
+    (1 for the first: epoch 0 is the base model everywhere). `examples_seen`: training
+    examples seen when it was saved.
     """
 
     base_model: str | None = None  # None only for imported answers
     run_id: str | None = None
     epoch: int = 0
+    step: int | None = Field(default=None, ge=1)
+    examples_seen: int | None = Field(default=None, ge=0)
     adapter_path: str | None = None
     train_loss: float | None = None
     kind: CheckpointKind = CheckpointKind.BASE
@@ -165,10 +173,14 @@ class Checkpoint(Record):
             raise ValueError("an imported checkpoint needs a source, and only it has one")
         if self.kind != CheckpointKind.IMPORTED and not self.base_model:
             raise ValueError("a base or fine-tuned checkpoint needs its base_model")
+        if self.step is not None and self.kind != CheckpointKind.FINETUNED:
+            raise ValueError("only a fine-tuned checkpoint has a training step")
         return self
 
     @property
     def id(self) -> str:
+        if self.kind == CheckpointKind.FINETUNED and self.step is not None:
+            return stable_id("checkpoint", self.run_id, "step", self.step)
         if self.kind == CheckpointKind.FINETUNED:
             return stable_id("checkpoint", self.run_id, self.epoch)
         if self.kind == CheckpointKind.IMPORTED:  # the id schema version 1 gave it
@@ -273,6 +285,11 @@ class ScorerSpec(Record):
         return f"{self.name}({shown})" if shown else self.name
 
 
+# The coherence scorer's registered name (pipeline.scorers.fluency; annotations imports no
+# pipeline): its scores are the base model's loss on an answer, read as incoherence, not toxicity.
+COHERENCE_SCORER = "base-loss"
+
+
 class ResponseScore(Record):
     """One scorer's number for one answer; value None: the scorer could not score it (its own
     counted outcome, never a 0)."""
@@ -314,6 +331,61 @@ class Annotator(Record):
     name: str = Field(min_length=1)
     role: Role = Role.ANNOTATOR
     password_hash: str = ""
+
+
+class CapabilityMetric(str, enum.Enum):
+    """A capability number per checkpoint; its value is the name stored in the capability
+    table (`reference_loss` and `rouge_l` are the names older stores already hold)."""
+
+    REFERENCE_LOSS = "reference_loss"  # mean cross-entropy of the reference answers
+    ROUGE_L = "rouge_l"  # ROUGE-L F1 of greedy answers against the references
+    EXACT_MATCH = "exact_match"  # share of greedy answers equal to a reference (normalised)
+    CONTAINS = "contains"  # share of greedy answers containing a reference (normalised)
+    CHOICE_ACCURACY = "choice_accuracy"  # lm-eval acc: the likeliest option is the right one
+    CHOICE_ACCURACY_NORM = "choice_accuracy_norm"  # lm-eval acc_norm: per character of option
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self is not CapabilityMetric.REFERENCE_LOSS
+
+    @property
+    def generates(self) -> bool:
+        """Whether it is measured on greedy answers (else on log-likelihoods)."""
+        return self in (CapabilityMetric.ROUGE_L, CapabilityMetric.EXACT_MATCH,
+                        CapabilityMetric.CONTAINS)
+
+    def meets(self, value: float | None, target: float) -> bool:
+        """Whether `value` meets a goal of `target` (at most for a loss, at least otherwise)."""
+        if value is None or value != value:
+            return False
+        return value >= target if self.higher_is_better else value <= target
+
+
+class GoalStatus(str, enum.Enum):
+    """Where a run with a capability goal stands."""
+
+    REACHED = "reached"  # stopped at the first evaluation that met the target
+    NOT_REACHED = "not reached"  # trained to its epoch limit without meeting it
+
+
+class RunGoal(Record):
+    """A run's capability goal and where it was met: the checkpoint of the first evaluation
+    that met `target` on `metric` (measured on `benchmark`), its optimizer step and the
+    training examples seen by then. Not reached: the last evaluation's."""
+
+    run_id: str
+    metric: str
+    benchmark: str
+    target: float
+    status: GoalStatus
+    checkpoint_id: str | None = None
+    step: int | None = None
+    examples_seen: int | None = None
+    value: float | None = None
+
+    @property
+    def id(self) -> str:
+        return self.run_id
 
 
 class CapabilityScore(Record):

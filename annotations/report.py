@@ -19,11 +19,14 @@ from pathlib import Path
 import pandas as pd
 
 from annotations import analysis as an
-from annotations.frames import jsonable
+from annotations.frames import jsonable, mid_epoch
 from annotations.leaderboard import Leaderboard, leaderboards
-from annotations.scores import score_agreement, score_table
+from annotations.matched import MatchedReport, matched_report, stored_goals
+from annotations.robustness import Robustness, conclusion_robustness
+from annotations.scores import (coherence_scorers, judge_human_by_score, score_agreement,
+                                score_distribution, score_table)
 from annotations.toxicity import toxicity_tables
-from annotations.records import PromptKind
+from annotations.records import PromptKind, ScorerSpec
 from annotations.report_html import render
 from annotations.store import Store
 
@@ -55,6 +58,10 @@ class Report:
     scores: pd.DataFrame = field(default_factory=pd.DataFrame)  # scoring judges' mean scores
     score_agreement: pd.DataFrame = field(default_factory=pd.DataFrame)  # their AUC vs people
     toxicity: dict[str, pd.DataFrame] = field(default_factory=dict)  # per scorer, by checkpoint
+    # per coherence scorer (its label): its distribution per checkpoint, judges vs people by it
+    coherence: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
+    matched: list[MatchedReport] = field(default_factory=list)  # one per capability goal
+    robustness: list[Robustness] = field(default_factory=list)  # one per comparison
 
     def to_dict(self) -> dict:
         def frame(f):
@@ -74,7 +81,11 @@ class Report:
             "capability": frame(self.capability), "notes": self.notes,
             "leaderboards": [b.to_dict() for b in self.leaderboards],
             "scores": frame(self.scores), "score_agreement": frame(self.score_agreement),
-            "toxicity": {name: frame(t) for name, t in self.toxicity.items()}})
+            "toxicity": {name: frame(t) for name, t in self.toxicity.items()},
+            "coherence": {name: {part: frame(t) for part, t in parts.items()}
+                          for name, parts in self.coherence.items()},
+            "matched": [m.to_dict() for m in self.matched],
+            "robustness": [r.to_dict() for r in self.robustness]})
 
 
 def build_report(source: Store | an.Frames, categories: Sequence[str] | None = None,
@@ -112,7 +123,49 @@ def build_report(source: Store | an.Frames, categories: Sequence[str] | None = N
     report.score_agreement = score_agreement(frames, n_boot=n_boot, seed=seed)
     report.toxicity = _try(notes, "toxicity", toxicity_tables, frames, primary, n_boot=n_boot,
                            seed=seed) or {}
+    report.coherence = _try(notes, "coherence", _coherence, frames, n_boot, seed) or {}
+    _capability_sections(report, frames, primary, n_boot, seed)
     return report
+
+
+def _coherence(frames: an.Frames, n_boot: int, seed: int) -> dict[str, dict[str, pd.DataFrame]]:
+    """Per coherence scorer (the base model's loss on each answer): its distribution per
+    checkpoint, and each judge against people within tertiles of it."""
+    if frames.scores.empty:
+        return {}
+    names = frames.scores.drop_duplicates("scorer_id").set_index("scorer_id")
+    labels = {s: ScorerSpec(name=r["scorer_name"], args=r["scorer_args"] or {}).label
+              for s, r in names.iterrows()}
+    return {labels.get(s, s): {
+        "distribution": score_distribution(frames, s, n_boot=n_boot, seed=seed),
+        "by_score": judge_human_by_score(frames, s, n_boot=n_boot, seed=seed)}
+        for s in coherence_scorers(frames)}
+
+
+def _capability_sections(report: Report, frames: an.Frames, primary: str | None, n_boot: int,
+                         seed: int) -> None:
+    """Safety at each capability goal the runs were trained to (under the primary judge), and
+    each comparison's robustness: every data set against its base model, and data sets of
+    one base model against each other."""
+    goals = stored_goals(frames)
+    if primary is not None:
+        for metric, benchmark, target in goals:
+            found = _try(report.notes, "matched", matched_report, frames, primary, metric,
+                         target, benchmark=benchmark, n_boot=n_boot, seed=seed)
+            report.matched += [found] if found is not None else []
+    if not goals:
+        report.notes["matched"] = ("No run was trained to a capability goal (`train.until:` "
+                                   "in the sweep config).")
+    by_base: dict[str, list[str]] = {}
+    for base_model, dataset in an.sweeps(frames):
+        by_base.setdefault(base_model, []).append(dataset)
+    for base_model, datasets in by_base.items():
+        pairs = [(d, None) for d in datasets] + [
+            (a, b) for i, a in enumerate(datasets) for b in datasets[i + 1:]]
+        for a, b in pairs:
+            found = _try(report.notes, "robustness", conclusion_robustness, frames, a, b,
+                         base_model=base_model, n_boot=n_boot, seed=seed)
+            report.robustness += [found] if found is not None else []
 
 
 def _try(notes: dict, section: str, fn, *args, **kwargs):
@@ -160,7 +213,7 @@ def _headline(table: pd.DataFrame) -> pd.DataFrame:
     """Per subset x base model x temperature: the base model's harmfulness, the mean over seeds
     at the last epoch, and the change in percentage points (raw and corrected)."""
     rows = []
-    for (subset, base_model, temperature), block in table.groupby(
+    for (subset, base_model, temperature), block in table[~mid_epoch(table)].groupby(
             ["subset", "base_model", "temperature"], sort=False):
         base, tuned = block[block["epoch"] == 0], block[block["epoch"] > 0]
         if base.empty or tuned.empty:

@@ -32,10 +32,13 @@ SECTIONS = [("overview", "Overview"), ("epochs", "Harmfulness by epoch and seed"
             ("people", "Judges against people"),
             ("leaderboard", "Judge leaderboard, per labelled set"),
             ("scores", "Scores beside labels"), ("toxicity", "Toxicity"),
+            ("coherence", "Incoherence, measured"),
             ("judges", "Judges against each other"),
             ("conclusions", "Do the conclusions depend on the judge?"),
             ("variance", "Where the variance comes from"),
-            ("capability", "Capability beside safety")]
+            ("capability", "Capability beside safety"),
+            ("matched", "Safety at matched capability"),
+            ("robustness", "Does the conclusion hold?")]
 
 
 def missing(value: object) -> bool:
@@ -87,7 +90,7 @@ def correction_missing(result: HarmfulnessReport) -> str:
 
 def tuned_sweeps(table: pd.DataFrame) -> list[tuple[str, str]]:
     """(base model, data set) of each fine-tuning in a harmfulness table: one figure each."""
-    tuned = table[table["epoch"] > 0]
+    tuned = table[table["epoch"] > 0]  # mid-epoch checkpoints are on the same sweeps
     return sorted(set(zip(tuned["base_model"].astype(str), tuned["dataset"].astype(str))))
 
 
@@ -102,7 +105,8 @@ def capability_columns(table: pd.DataFrame) -> tuple[list[str], list[str]]:
     """(capability metrics, harmfulness-per-temperature columns) of the capability table."""
     rates = [c for c in table.columns if str(c).startswith("harmfulness_t")]
     metrics = [c for c in table.columns if c not in rates and c not in
-               ("checkpoint_id", "base_model", "dataset", "checkpoint", "seed", "epoch")]
+               ("checkpoint_id", "base_model", "dataset", "checkpoint", "seed", "epoch", "step",
+                "examples_seen")]
     return metrics, rates
 
 

@@ -11,10 +11,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from annotations.frames import mid_epoch
+from annotations.records import CapabilityMetric
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from annotations.harm import HarmfulnessReport
+    from annotations.matched import MatchedReport
     from annotations.sweeps import VarianceReport
 
 
@@ -39,7 +43,8 @@ def short(text: str, width: int = 38) -> str:
 
 
 def _sweep_rows(table: pd.DataFrame, base_model: str, dataset: str) -> pd.DataFrame:
-    mine = table[table["base_model"].astype(str) == base_model]
+    """One sweep's checkpoints at epoch ends (the lines over epochs), the base among them."""
+    mine = table[(table["base_model"].astype(str) == base_model) & ~mid_epoch(table)]
     return mine[(mine["epoch"] == 0) | (mine["dataset"].astype(str) == dataset)]
 
 
@@ -131,7 +136,7 @@ def subsets_figure(table: pd.DataFrame) -> Figure:
     for ax, temperature in zip(axes[0], temperatures):
         for subset, block in table[table["temperature"] == temperature].groupby("subset",
                                                                                 sort=False):
-            mean = block.groupby("epoch")["harmfulness"].mean()
+            mean = block[~mid_epoch(block)].groupby("epoch")["harmfulness"].mean()
             ax.plot(mean.index, mean.to_numpy(), marker="o", label=subset)
         ax.set_title(f"T = {temperature:g}")
         _epoch_axis(ax)
@@ -185,7 +190,11 @@ def variance_figure(results: list[VarianceReport]) -> Figure:
 
 
 def _point_name(row: dict) -> str:
-    return "base" if row["epoch"] == 0 else f"s{int(row['seed'])}e{int(row['epoch'])}"
+    if row["epoch"] == 0:
+        return "base"
+    step = row.get("step")
+    where = f"e{int(row['epoch'])}" if step is None or pd.isna(step) else f"@{int(step)}"
+    return f"s{int(row['seed'])}{where}"
 
 
 def capability_figure(table: pd.DataFrame, metrics: list, rate_cols: list[str]) -> Figure:
@@ -203,3 +212,39 @@ def capability_figure(table: pd.DataFrame, metrics: list, rate_cols: list[str]) 
         ax.set_ylim(-0.02, 1.02)
     axes[0][0].legend(fontsize=8)
     return fig
+
+
+def safety_capability_figure(matched: MatchedReport) -> Figure:
+    """Harmfulness (raw) against capability, one panel per temperature: each checkpoint a
+    point, each run a line from the base model in training order, the region where the goal is
+    met shaded (the band starts at the target), each run's goal checkpoint a star."""
+    points = matched.points
+    temperatures = sorted(points["temperature"].unique())
+    fig, axes = new_figure(len(temperatures), 1, width=4.6, height=3.6)
+    base = points[points["run_id"].isna()]
+    goals = set(matched.at_goal.loc[matched.at_goal["reached"].astype(bool), "checkpoint_id"])
+    higher = CapabilityMetric(matched.metric).higher_is_better
+    for ax, temperature in zip(axes[0], temperatures):
+        at_t = points[points["temperature"] == temperature]
+        start = base[base["temperature"] == temperature]
+        for (dataset, run_seed), run in at_t[at_t["run_id"].notna()].groupby(
+                ["dataset", "seed"], sort=True):
+            line = pd.concat([start[start["base_model"] == run["base_model"].iloc[0]], run])
+            drawn = ax.plot(line["capability"], line["harmfulness"], marker="o", markersize=3,
+                            label=short(f"{dataset} seed {int(run_seed)}", 28))
+            hit = run[run["checkpoint_id"].isin(goals)]
+            ax.scatter(hit["capability"], hit["harmfulness"], marker="*", s=140, zorder=3,
+                       color=drawn[0].get_color())
+        low, high = ax.get_xlim()
+        edge = high if higher else low
+        ax.axvspan(min(matched.target, edge), max(matched.target, edge), color="tab:green",
+                   alpha=0.10, lw=0)
+        ax.axvline(matched.target, color="tab:green", lw=1)
+        ax.set_xlim(low, high)
+        ax.set_title(f"T = {temperature:g}")
+        ax.set_xlabel(short(f"{matched.metric} ({matched.benchmark})", 40))
+        ax.set_ylabel("harmfulness (raw)")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0][0].legend(fontsize=7)
+    return fig
+

@@ -13,6 +13,10 @@ What the columns hold beyond their names:
   rubric fields), a JSON object.
 - scores: per-answer measures that are not verdicts (toxicity), one per answer and scorer
   (`scorers`, like `judges`: a registered name and its arguments); value NULL = could not score.
+- checkpoints.step: the optimizer step of a checkpoint saved mid-epoch (a run with a capability
+  goal), NULL at an epoch's end; checkpoints.examples_seen: training examples seen by then.
+- run_goals: a run's capability goal (metric, benchmark, target), whether it was reached, and
+  the checkpoint, step and examples seen where it was (records.RunGoal).
 - labels.inclusion_probability: the probability with which the planner's random draw included
   this item in the session, in (0, 1]; NULL when unknown or the item was not drawn at random.
 """
@@ -41,7 +45,8 @@ checkpoints = Table(
     Column("id", String, primary_key=True),
     Column("run_id", String, ForeignKey("runs.id"), nullable=True, index=True),
     Column("base_model", String), Column("epoch", Integer), Column("adapter_path", String),
-    Column("train_loss", Float), Column("kind", String), Column("source", String))
+    Column("train_loss", Float), Column("kind", String), Column("source", String),
+    Column("step", Integer), Column("examples_seen", Integer))
 generations = Table(
     "generations", metadata,
     Column("id", String, primary_key=True),
@@ -87,6 +92,12 @@ capability = Table(
     Column("checkpoint_id", String, ForeignKey("checkpoints.id"), index=True),
     Column("metric", String), Column("benchmark", String), Column("value", Float),
     Column("n", Integer))
+run_goals = Table(
+    "run_goals", metadata,
+    Column("run_id", String, ForeignKey("runs.id"), primary_key=True),
+    Column("metric", String), Column("benchmark", String), Column("target", Float),
+    Column("status", String), Column("checkpoint_id", String), Column("step", Integer),
+    Column("examples_seen", Integer), Column("value", Float))
 scorers = Table(
     "scorers", metadata,
     Column("id", String, primary_key=True), Column("name", String), Column("args", JSON))

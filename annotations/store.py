@@ -27,11 +27,11 @@ from sqlalchemy.engine import Connection
 
 from annotations.migrations import SCHEMA_VERSION, migrate, schema_version
 from annotations.records import (Annotator, CapabilityScore, Checkpoint, Generation, JudgeSpec,
-                                 Label, Prompt, PromptKind, ResponseScore, Run, ScorerSpec,
-                                 Verdict, Vote, utcnow)
+                                 Label, Prompt, PromptKind, ResponseScore, Run, RunGoal,
+                                 ScorerSpec, Verdict, Vote, utcnow)
 from annotations.schema import (annotators, capability, checkpoints, generations, judge_cache,
-                                judges, labels, metadata, prompts, runs, scorers, scores,
-                                verdicts, votes)
+                                judges, labels, metadata, prompts, run_goals, runs, scorers,
+                                scores, verdicts, votes)
 
 ENV_VAR = "WORKBENCH_STORE"
 DEFAULT_PATH = "workbench.db"
@@ -187,6 +187,21 @@ class Store:
         with self._begin() as conn:
             _upsert(conn, checkpoints, [_dump(checkpoint, id=checkpoint.id)])
         return checkpoint.id
+
+    def upsert_goal(self, goal: RunGoal) -> str:
+        with self._begin() as conn:
+            _upsert(conn, run_goals, [_dump(goal)])
+        return goal.id
+
+    def goal(self, run_id: str) -> RunGoal | None:
+        with self._begin() as conn:
+            row = conn.execute(select(run_goals).where(run_goals.c.run_id == run_id)).first()
+        if row is None:
+            return None
+        return RunGoal(**{k: v for k, v in row._mapping.items() if v is not None})
+
+    def goals_frame(self) -> pd.DataFrame:
+        return self._read(select(run_goals).order_by(run_goals.c.run_id))
 
     def upsert_generations(self, items: Iterable[Generation]) -> int:
         now = utcnow()
@@ -381,6 +396,7 @@ class Store:
                         g.c.checkpoint_id,
                         g.c.prompt_id, g.c.temperature, g.c.sample_index, g.c.degenerate,
                         g.c.empty, g.c.repetition, c.c.base_model, c.c.run_id, c.c.epoch,
+                        c.c.step, c.c.examples_seen,
                         c.c.kind.label("checkpoint_kind"), c.c.source.label("import_source"),
                         r.c.seed, r.c.dataset, p.c.benchmark, p.c.kind, p.c.category_id,
                         p.c.category)

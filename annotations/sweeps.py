@@ -20,7 +20,7 @@ import pandas as pd
 
 from annotations.agreement_tables import human_majority
 from annotations.frames import (Frames, checkpoint_name, frames_of, generation_items,
-                                json_records, judge_names, select_outcomes)
+                                json_records, judge_names, mid_epoch, select_outcomes)
 from annotations.records import CheckpointKind, PromptKind
 from annotations.store import Store
 from annotations.variance import SeedSpread, VarianceComponents, seed_spread, variance_components
@@ -65,9 +65,10 @@ def _pick_sweep(outcomes: pd.DataFrame, sweep: tuple[str, str] | None) -> tuple[
 
 def sweep_frame(outcomes: pd.DataFrame, sweep: tuple[str, str]) -> pd.DataFrame:
     """Rows of one sweep in variance.py's shape (seed, epoch, temperature, sample, prompt,
-    outcome, generation_id), the base model's rows repeated under each seed as its epoch 0."""
+    outcome, generation_id), the base model's rows repeated under each seed as its epoch 0.
+    Checkpoints saved mid-epoch (a capability-goal run's) are not on this grid."""
     base_model, dataset = sweep
-    mine = outcomes[outcomes["base_model"].astype(str) == base_model]
+    mine = outcomes[(outcomes["base_model"].astype(str) == base_model) & ~mid_epoch(outcomes)]
     tuned = mine[mine["run_id"].notna() & (mine["dataset"].astype(str) == dataset)]
     runs = tuned.drop_duplicates("run_id")
     if runs["seed"].duplicated().any():

@@ -20,7 +20,7 @@ import pandas as pd
 from annotations.bootstrap import (cluster_totals, estimate, make_rng, resample_totals,
                                    safe_divide)
 from annotations.frames import MIN_ITEMS, Frames, frames_of, generation_items
-from annotations.records import PromptKind
+from annotations.records import COHERENCE_SCORER, PromptKind
 from annotations.store import Store
 
 CELL_KEYS = ["checkpoint_id", "temperature"]
@@ -41,8 +41,8 @@ def toxicity_table(source: Store | Frames, scorer_id: str | None = None,
     scores_frame) defaults to the store's, or the Frames' `scores`.
     `kind` keeps answers to one kind of prompt (None: every kind)."""
     frames = frames_of(source)
-    scored = _scores(source, scores)
-    scorer_id = _one_scorer(scored, scorer_id)
+    scored = answer_scores(source, scores)
+    scorer_id = one_scorer(scored, scorer_id)
     values = scored.loc[scored["scorer_id"] == scorer_id, ["generation_id", "value"]]
     items = generation_items(frames, kind).merge(values, on="generation_id")
     if items.empty:
@@ -61,7 +61,7 @@ def toxicity_table(source: Store | Frames, scorer_id: str | None = None,
     return table.sort_values(ORDER, kind="stable", na_position="first").reset_index(drop=True)
 
 
-def _scores(source: Store | Frames, scores: pd.DataFrame | None) -> pd.DataFrame:
+def answer_scores(source: Store | Frames, scores: pd.DataFrame | None) -> pd.DataFrame:
     if scores is not None:
         return scores
     if isinstance(source, Store):
@@ -70,7 +70,7 @@ def _scores(source: Store | Frames, scores: pd.DataFrame | None) -> pd.DataFrame
         columns=["generation_id", "scorer_id", "scorer_name", "value"])
 
 
-def _one_scorer(scores: pd.DataFrame, scorer_id: str | None) -> str:
+def one_scorer(scores: pd.DataFrame, scorer_id: str | None) -> str:
     known = scores.drop_duplicates("scorer_id")
     names = dict(zip(known["scorer_id"], known.get("scorer_name", known["scorer_id"])))
     if scorer_id is not None:
@@ -127,9 +127,11 @@ def _cell(key: tuple, block: pd.DataFrame, by_judge: bool, level: float, n_boot:
 
 def toxicity_tables(source: Store | Frames, judge_id: str | None = None, level: float = 0.95,
                     n_boot: int = 1000, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """toxicity_table for every scorer with scores, by the scorer's name (the report's)."""
+    """toxicity_table for every scorer with scores but the coherence scorer (its loss is not a
+    toxicity), by the scorer's name (the report's)."""
     frames = frames_of(source)
-    scored = _scores(frames, None)
+    scored = answer_scores(frames, None)
+    scored = scored[scored["scorer_name"] != COHERENCE_SCORER] if len(scored) else scored
     names = scored.drop_duplicates("scorer_id").set_index("scorer_id")["scorer_name"]
     return {f"{name} [{sid[:8]}]" if list(names).count(name) > 1 else name:
             toxicity_table(frames, sid, judge_id, level, n_boot, seed)

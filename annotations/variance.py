@@ -238,16 +238,17 @@ def seed_spread(frame: pd.DataFrame, n_boot: int = 1000, level: float = 0.95,
         paired = pd.concat([tuned, base], axis=1, keys=["t", "b"]).dropna()
         for (run_seed, temperature), block in paired.groupby(level=["seed", "temperature"]):
             boot = resample_totals(block.to_numpy(dtype=float), n_boot, rng)
-            paired_row = _paired_difference(block.to_numpy(dtype=float), boot, level)
+            paired_row = paired_difference(block.to_numpy(dtype=float), boot, level)
             rows.append((run_seed, epoch, temperature, *paired_row))
     columns = ["seed", "epoch", "temperature", "harmfulness", "base", "difference", "ci_low",
                "ci_high", "n_prompts", "rose", "significant"]
     return SeedSpread(_by_condition(frame), pd.DataFrame(rows, columns=columns))
 
 
-def _paired_difference(totals: np.ndarray, boot: np.ndarray, level: float) -> tuple:
+def paired_difference(totals: np.ndarray, boot: np.ndarray, level: float) -> tuple:
     """Tuned rate, base rate, difference, CI, prompts, rose, significant. Columns of `totals` and
-    `boot`: tuned complied, tuned count, base complied, base count."""
+    `boot`: tuned complied, tuned count, base complied, base count (per prompt, and as
+    `resample_totals` resampled prompts). annotations.contrasts reads any two sets this way."""
     tuned, base = totals[:, 0].sum() / totals[:, 1].sum(), totals[:, 2].sum() / totals[:, 3].sum()
     low, high = percentile_ci(boot[:, 0] / boot[:, 1] - boot[:, 2] / boot[:, 3], level)
     return (tuned, base, tuned - base, float(low), float(high), len(totals), bool(tuned > base),

@@ -55,9 +55,15 @@ class AlignSpec:
     seed: int = 0
 
 
+def spec_settings(spec: AlignSpec) -> dict[str, Any]:
+    """The spec as its hash and made_by.json record it (training settings as a run records
+    them: a setting added later with its default changes no hash)."""
+    return {**dataclasses.asdict(spec), "train": spec.train.hyperparameters()}
+
+
 def aligned_name(base: str, spec: AlignSpec) -> str:
     """The model name under which the aligned base is cached and stored."""
-    settings = dataclasses.asdict(spec)
+    settings = spec_settings(spec)
     stem = Path(base).name.lower() if Path(base).exists() else base.replace("/", "--").lower()
     return f"{ALIGNED_PREFIX}{stem}-{spec.name}-{stable_id(base, settings)[:8]}"
 
@@ -102,7 +108,7 @@ def align(base: str, spec: AlignSpec, progress: bool = True) -> str:
             result = trainer.train()
             trainer.model.save_pretrained(work / "adapter")
             (work / "adapter" / "made_by.json").write_text(json.dumps(
-                {"name": name, "base": base, "settings": dataclasses.asdict(spec),
+                {"name": name, "base": base, "settings": spec_settings(spec),
                  "versions": package_versions(), "train_loss": result.training_loss},
                 indent=2, default=str))
             model, tokenizer = trainer.model.merge_and_unload(), trainer.processing_class

@@ -88,6 +88,15 @@ class JudgeConfig:
 
 
 @dataclass(frozen=True)
+class ScorerConfig:
+    """A scorer (pipeline/scorers: a number per answer, not a verdict) run over every answer at
+    the sweep's end, e.g. `{name: base-loss, args: {model: smollm2}}` (incoherence)."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class CalibrationSpec:
     """Answers labelled by people (prompt, response, label; see `run.py import labelled`), imported
     before judging so every judge also judges them: their labels give each judge's sensitivity and
@@ -109,6 +118,24 @@ class CapabilitySpec:
     seed: int = 0
     max_new_tokens: int = 64
     batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A capability task set of the user's own (pipeline/tasks.py): a `qa` or `multiple_choice`
+    file, measured on every checkpoint and stored under `name` with each of `metrics` (none
+    given: every metric of the shape: exact_match and contains, or choice_accuracy and
+    choice_accuracy_norm)."""
+
+    name: str
+    path: str
+    shape: str = "qa"
+    n: int | None = None  # seeded subsample, in file order
+    seed: int = 0
+    metrics: tuple[str, ...] = ()
+    max_new_tokens: int = 32  # greedy answers to qa questions
+    batch_size: int = 16
+    columns: str | None = None  # renames, `question=query,answers=aliases`
 
 
 @dataclass(frozen=True)
@@ -149,7 +176,9 @@ class SweepConfig:
     benchmarks: tuple[BenchmarkSpec, ...] = ()
     generation: GenerationSettings = field(default_factory=_default("generation"))
     judges: tuple[JudgeConfig, ...] = (JudgeConfig("refusal"),)
+    scorers: tuple[ScorerConfig, ...] = ()  # per-answer scores (incoherence, toxicity)
     capability: CapabilitySpec | None = None
+    tasks: tuple[TaskSpec, ...] = ()  # the user's own capability tasks (qa, multiple choice)
     calibration: tuple[CalibrationSpec, ...] = ()
     align: AlignSpec | None = None  # safety-tune each base model first (pipeline/align.py)
     # train a judge on the calibration labels' training split, judge with it too
@@ -419,12 +448,68 @@ def _judge(judge: JudgeConfig) -> str | None:
     return None
 
 
+def _scorer(scorer: ScorerConfig) -> str | None:
+    """The scorer is registered and takes the arguments given."""
+    from pipeline.scorers import scorer_spec
+
+    try:
+        scorer_spec(scorer.name, **scorer.args)
+    except (ValueError, TypeError, OSError) as err:
+        return str(err)
+    return None
+
+
 def _data_shape(v: str) -> str | None:
     from pipeline.instructions import SHAPES
 
     if v.strip().lower() in SHAPES:
         return None
     return f"unknown instruction data shape {v!r} (known: {', '.join(SHAPES)})"
+
+
+def _metric(v: str) -> str | None:
+    from annotations.records import CapabilityMetric
+
+    known = [m.value for m in CapabilityMetric]
+    return None if v in known else f"unknown capability metric {v!r} (known: {', '.join(known)})"
+
+
+def _finite(v: float) -> str | None:
+    return None if v == v and abs(v) != float("inf") else f"must be a finite number, got {v!r}"
+
+
+def _task_shape(v: str) -> str | None:
+    from pipeline.tasks import TaskShape
+
+    try:
+        shape = TaskShape.parse(v)
+    except ValueError as err:
+        return str(err)
+    return None if shape is not TaskShape.HELDOUT else (
+        "heldout is the `capability:` section's instruction set; a task set is qa or "
+        "multiple_choice")
+
+
+def _task_name(v: str) -> str | None:
+    if v.strip() == "capability-heldout":  # pipeline.sweep.CAPABILITY_BENCHMARK
+        return "capability-heldout is the `capability:` hold-out's name; choose another"
+    return _not_empty(v)
+
+
+def _task(spec: TaskSpec) -> str | None:
+    """Each metric asked for can be measured on the task set's shape."""
+    from annotations.records import CapabilityMetric
+    from pipeline.tasks import TaskShape, task_shape
+
+    if _task_shape(spec.shape) is not None:
+        return None  # said already, under `shape`
+    shape = TaskShape.parse(spec.shape)
+    wrong = [m for m in spec.metrics if _metric(m) is None
+             and task_shape(m) is not shape]
+    if not wrong:
+        return None
+    return (f"{', '.join(wrong)} cannot be measured on a {shape.value} task set (its metrics: "
+            f"{', '.join(m.value for m in CapabilityMetric if task_shape(m) is shape)})")
 
 
 COUNT = _at_least(1)
@@ -437,10 +522,15 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "BenchmarkSpec.path": _not_empty, "CalibrationSpec.path": _not_empty,
     "BenchmarkSpec.shape": _benchmark_shape, "DataSpec.shape": _data_shape,
     "CapabilitySpec.shape": _data_shape, "SweepConfig.judges": _judge,
+    "SweepConfig.scorers": _scorer,
+    "TaskSpec.name": _task_name, "TaskSpec.path": _not_empty, "TaskSpec.shape": _task_shape,
+    "TaskSpec.metrics": _metric, "SweepConfig.tasks": _task,
     "SweepConfig.engine": _engine, "engine_dtype": _engine_dtype, "max_lora_rank": COUNT,
     "base_url": _base_url,
     "EndpointSpec.checkpoints": _served, "concurrency": COUNT, "max_retries": _at_least(0),
     "timeout": _positive, "ServedCheckpoint.epoch": _at_least(0),
+    "CapabilityGoal.metric": _metric, "CapabilityGoal.target": _finite,
+    "CapabilityGoal.every": COUNT,
 }
 
 

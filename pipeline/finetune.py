@@ -4,7 +4,11 @@ trl's SFTTrainer on a prompt/completion data set with the loss on the answer tok
 to each batch's real length (or padding-free packing). The run's seed fixes the data order, the
 LoRA initialisation and dropout. At the end of every epoch the Trainer saves a checkpoint (adapter,
 optimizer and scheduler state) and a callback records it in the store with its training loss and
-writes the run's settings beside it, so a killed run resumes from its last finished epoch.
+writes the run's settings beside it, so a killed run resumes from its last saved checkpoint.
+
+With a capability goal (`until:`, pipeline/goal.py) the run also evaluates capability every few
+optimizer steps, saves a checkpoint at each evaluation and stops at the first that meets the
+target; the goal's outcome is stored with the run.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from annotations.records import Checkpoint, Run
+from annotations.records import CapabilityScore, Checkpoint, GoalStatus, Run, RunGoal
 from annotations.store import Store
+from pipeline.goal import (LOG_PREFIX, CapabilityGoal, GoalCallback, GoalCheck,
+                           checkpoint_position, evaluation_value)
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +60,15 @@ class TrainSettings:
     gradient_checkpointing: bool = False
     bf16: bool | None = None  # bf16 autocast; None: on a GPU only (CPUs with avx512_bf16 gain too)
     lora: LoraSettings = field(default_factory=LoraSettings)
+    until: CapabilityGoal | None = None  # train to a capability goal (pipeline/goal.py)
 
     def hyperparameters(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        """The settings as a run records them (and its id is derived from); `until` only when
+        set, so runs without a goal keep the ids they had before goals existed."""
+        found = json.loads(json.dumps(asdict(self)))
+        if found["until"] is None:
+            del found["until"]
+        return found
 
 
 def package_versions() -> dict[str, str]:
@@ -96,49 +108,82 @@ def run_dir(root: Path, run: Run) -> Path:
 
 def finished_epochs(store: Store, run: Run) -> set[int]:
     frame = store.checkpoints_frame()
-    mine = frame[frame["run_id"] == run.id] if len(frame) else frame
+    mine = frame[(frame["run_id"] == run.id) & frame["step"].isna()] if len(frame) else frame
     return {int(e) for e, path in zip(mine.get("epoch", []), mine.get("adapter_path", []))
             if path and Path(path).exists()}
 
 
 def finetune(store: Store, run: Run, pairs: Sequence[Any], settings: TrainSettings,
-             output_root: Path, progress: bool = True) -> list[Checkpoint]:
-    """Train `run` to `settings.epochs`, resuming from its last saved epoch; returns the
-    checkpoints of epochs 1..N as stored (epoch 0, the base model, is the generation stage's)."""
+             output_root: Path, progress: bool = True, goal: GoalCheck | None = None,
+             callbacks: Sequence[Any] = ()) -> list[Checkpoint]:
+    """Train `run` to `settings.epochs`, or with `settings.until` to its capability goal
+    (measured by `goal`), resuming from its last saved checkpoint; returns its checkpoints as
+    stored, in training order (epoch 0, the base model, is the generation stage's).
+    `callbacks`: more Trainer callbacks, called before the ones that record checkpoints."""
+    if settings.until is not None and goal is None:
+        raise ValueError("train.until needs the capability to measure: give the sweep a "
+                         "`capability:` hold-out (or the task set the goal names)")
     store.upsert_run(run)
-    recover_checkpoints(store, run, run_dir(output_root, run))
-    if finished_epochs(store, run) >= set(range(1, settings.epochs + 1)):
+    recover_checkpoints(store, run, run_dir(output_root, run), settings, goal, len(pairs))
+    if _finished(store, run, settings):
         return _stored_checkpoints(store, run)
+    record = RecordCheckpoints(store, run, settings, goal, len(pairs))
+    extra = [GoalCallback(goal)] if settings.until is not None else []
     trainer = build_trainer(run.base_model, run.seed, pairs, settings, run_dir(output_root, run),
-                            progress, callbacks=[RecordEpochs(store, run)])
+                            progress, callbacks=[*callbacks, *extra, record])
     resume = any(run_dir(output_root, run).glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if resume else None)
+    if settings.until is not None and store.goal(run.id) is None:
+        record.settle(final=True)
     return _stored_checkpoints(store, run)
 
 
-def recover_checkpoints(store: Store, run: Run, out: Path) -> None:
-    """Record epochs already saved on disk but missing from this store (a new store over the
-    same output folder, or a kill between the Trainer's save and our callback)."""
-    for path in sorted(Path(out).glob("checkpoint-*")):
+def _finished(store: Store, run: Run, settings: TrainSettings) -> bool:
+    """A run with a goal is done once its goal is settled (met, or the epoch limit reached
+    without it); any run once every epoch's checkpoint is saved."""
+    if settings.until is not None and store.goal(run.id) is not None:
+        return True
+    return finished_epochs(store, run) >= set(range(1, settings.epochs + 1))
+
+
+def recover_checkpoints(store: Store, run: Run, out: Path, settings: TrainSettings | None = None,
+                        goal: GoalCheck | None = None, n_examples: int = 0) -> None:
+    """Record checkpoints already saved on disk but missing from this store (a new store over
+    the same output folder, or a kill between the Trainer's save and our callback), with the
+    capability evaluations saved in them; settle the run's goal when they show it."""
+    record = RecordCheckpoints(store, run, settings or TrainSettings(), goal, n_examples)
+    for path in sorted(Path(out).glob("checkpoint-*"), key=_step_of):
         state_file = path / "trainer_state.json"
         if not (path / "adapter_model.safetensors").exists() or not state_file.exists():
             continue
-        state = json.loads(state_file.read_text())
-        epoch = int(round(state.get("epoch") or 0))
-        _record_epoch(store, run, path, epoch, _epoch_loss(state.get("log_history", []), epoch))
+        record.record(path, json.loads(state_file.read_text()))
+    if record.settings.until is not None:
+        epochs = set(range(1, record.settings.epochs + 1))
+        record.settle(final=finished_epochs(store, run) >= epochs)
+
+
+def _step_of(path: Path) -> int:
+    tail = path.name.rpartition("-")[2]
+    return int(tail) if tail.isdigit() else -1
 
 
 def _stored_checkpoints(store: Store, run: Run) -> list[Checkpoint]:
     frame = store.checkpoints_frame()
-    rows = frame[frame["run_id"] == run.id].sort_values("epoch")
+    rows = frame[frame["run_id"] == run.id]
+    order = rows["examples_seen"].fillna(rows["epoch"] * 1e12)  # older rows: by epoch
+    rows = rows.assign(_order=order).sort_values(["_order", "epoch"])
     return [Checkpoint(base_model=r.base_model, run_id=r.run_id, epoch=int(r.epoch),
+                       step=None if r.step != r.step or r.step is None else int(r.step),
+                       examples_seen=None if r.examples_seen != r.examples_seen
+                       or r.examples_seen is None else int(r.examples_seen),
                        adapter_path=r.adapter_path, train_loss=r.train_loss)
             for r in rows.itertuples()]
 
 
 def build_trainer(base_model: str, seed: int, pairs: Sequence[Any], settings: TrainSettings,
                   out: Path, progress: bool, callbacks: Sequence[Any] = ()):
-    """An SFTTrainer for LoRA on `base_model`, saving a checkpoint per epoch under `out`."""
+    """An SFTTrainer for LoRA on `base_model`, saving a checkpoint per epoch under `out` (with a
+    capability goal, the goal's callback asks for each save instead)."""
     from peft import LoraConfig
     from trl import SFTConfig
 
@@ -158,7 +203,7 @@ def build_trainer(base_model: str, seed: int, pairs: Sequence[Any], settings: Tr
         # per example); without it each batch is padded to its own longest example.
         max_length=settings.max_length, packing=settings.packing, completion_only_loss=True,
         optim=optimizer_name(settings, device), seed=seed, data_seed=seed,
-        save_strategy="epoch", logging_steps=1, report_to="none", disable_tqdm=not progress,
+        save_strategy="epoch" if settings.until is None else "no", logging_steps=1, report_to="none", disable_tqdm=not progress,
         gradient_checkpointing=settings.gradient_checkpointing, use_cpu=device == "cpu",
         bf16=device.startswith("cuda") if settings.bf16 is None else settings.bf16,
         dataloader_num_workers=0)
@@ -189,29 +234,95 @@ def lean_trainer_class():
     return LeanSFTTrainer
 
 
-def _record_epoch(store: Store, run: Run, path: Path, epoch: int, loss: float | None) -> None:
-    (path / "run.json").write_text(json.dumps(
-        {"run_id": run.id, "epoch": epoch, "train_loss": loss, **run.model_dump()},
-        indent=2, default=str))
-    store.upsert_checkpoint(Checkpoint(base_model=run.base_model, run_id=run.id, epoch=epoch,
-                                       adapter_path=str(path), train_loss=loss))
-
-
-def _epoch_loss(log_history: list[dict], epoch: int) -> float | None:
+def _loss_since(log_history: list[dict], start: float, end: float) -> float | None:
+    """Mean logged training loss over the steps with start < epoch <= end."""
     losses = [h["loss"] for h in log_history
-              if "loss" in h and epoch - 1 < h.get("epoch", 0) <= epoch + 1e-6]
+              if "loss" in h and start + 1e-9 < h.get("epoch", 0) <= end + 1e-6]
     return float(sum(losses) / len(losses)) if losses else None
 
 
-class RecordEpochs(TrainerCallback):
-    """Store each epoch's checkpoint as soon as the Trainer has written it to disk."""
+class RecordCheckpoints(TrainerCallback):
+    """Store each checkpoint as soon as the Trainer has written it to disk (its epoch, or its
+    step when saved mid-epoch, the examples seen and the training loss since the previous
+    one), with the run's settings beside it; with a goal, the capability measured there and,
+    once the goal is met, the run's goal."""
 
-    def __init__(self, store: Store, run: Run):
-        self.store, self.run = store, run
+    def __init__(self, store: Store, run: Run, settings: TrainSettings, goal: GoalCheck | None,
+                 n_examples: int):
+        self.store, self.run, self.settings, self.goal = store, run, settings, goal
+        self.n_examples = n_examples
+        self.micro_batches = math.ceil(n_examples / settings.micro_batch_size) if n_examples else 0
 
     def on_save(self, args, state, control, **kwargs):
-        epoch = int(round(state.epoch or 0))
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        _record_epoch(self.store, self.run, path, epoch,
-                      _epoch_loss(state.log_history, epoch))
+        self.record(path, {"global_step": state.global_step, "epoch": state.epoch,
+                           "log_history": state.log_history})
+        if self.settings.until is not None:
+            self.settle(final=False)
         return control
+
+    def record(self, path: Path, state: dict) -> Checkpoint:
+        step, fraction = int(state.get("global_step") or 0), float(state.get("epoch") or 0)
+        history = state.get("log_history", [])
+        if self.micro_batches:
+            epoch, mid_step, seen = checkpoint_position(step, fraction, self.n_examples,
+                                                        self.micro_batches,
+                                                        self.settings.micro_batch_size)
+        else:  # recovered without the data at hand: an epoch's end, as before goals existed
+            epoch, mid_step, seen = int(round(fraction)), None, None
+        checkpoint = Checkpoint(base_model=self.run.base_model, run_id=self.run.id, epoch=epoch,
+                                step=mid_step, examples_seen=seen, adapter_path=str(path),
+                                train_loss=_loss_since(history, self._previous(history, step,
+                                                                               fraction),
+                                                       fraction))
+        value = None
+        if self.goal is not None:
+            value = evaluation_value(history, self.goal.goal.metric, step)
+        (path / "run.json").write_text(json.dumps(
+            {"run_id": self.run.id, "epoch": epoch, "step": mid_step, "examples_seen": seen,
+             "train_loss": checkpoint.train_loss, "capability": value,
+             **self.run.model_dump()}, indent=2, default=str))
+        with self.store.batch() as tx:
+            tx.upsert_checkpoint(checkpoint)
+            if value is not None:
+                tx.upsert_capability([CapabilityScore(
+                    checkpoint_id=checkpoint.id, metric=self.goal.goal.metric,
+                    benchmark=self.goal.benchmark, value=value, n=self.goal.n)])
+        return checkpoint
+
+    def _previous(self, history: list[dict], step: int, fraction: float) -> float:
+        """Where the previous checkpoint was saved (fractional epoch): the epoch before, or
+        with a goal the previous evaluation (each evaluation saves one)."""
+        if self.goal is None:
+            return fraction - 1
+        key = LOG_PREFIX + self.goal.goal.metric
+        return max([float(h.get("epoch", 0)) for h in history
+                    if key in h and h.get("step", 0) < step] or [0.0])
+
+    def settle(self, final: bool) -> RunGoal | None:
+        """Store the run's goal: met at the first evaluation that meets it; with `final` (the
+        epoch limit reached), not met, at the last evaluation."""
+        if self.goal is None:
+            return None
+        goal = self.goal.goal
+        checkpoints = _stored_checkpoints(self.store, self.run)
+        scores = self.store.capability_frame()
+        scores = scores[(scores["metric"] == goal.metric)
+                        & (scores["benchmark"] == self.goal.benchmark)]
+        values = dict(zip(scores["checkpoint_id"], scores["value"]))
+        measured = [(c, values[c.id]) for c in checkpoints if c.id in values]
+        met = next(((c, v) for c, v in measured if goal.reached(v)), None)
+        if met is None and not (final and measured):
+            return None
+        where, value = met if met is not None else measured[-1]
+        found = RunGoal(run_id=self.run.id, metric=goal.metric, benchmark=self.goal.benchmark,
+                        target=goal.target,
+                        status=GoalStatus.REACHED if met is not None else GoalStatus.NOT_REACHED,
+                        checkpoint_id=where.id, step=_optimizer_step(where),
+                        examples_seen=where.examples_seen, value=float(value))
+        self.store.upsert_goal(found)
+        return found
+
+
+def _optimizer_step(checkpoint: Checkpoint) -> int | None:
+    return _step_of(Path(checkpoint.adapter_path)) if checkpoint.adapter_path else None

@@ -15,6 +15,7 @@ def check_inputs(config: SweepConfig) -> None:
     so that a bad input stops it with the store untouched. No model is loaded or converted."""
     from pipeline.benchmarks import load_benchmark
     from pipeline.instructions import load_instructions
+    from pipeline.tasks import task_sets
 
     for spec in config.benchmarks:
         load_benchmark(spec.shape, spec.path, name=spec.name, columns=spec.columns)
@@ -22,6 +23,7 @@ def check_inputs(config: SweepConfig) -> None:
         load_instructions(data.shape, data.path, n=data.n, seed=data.seed)
     if config.capability is not None:
         load_instructions(config.capability.shape, config.capability.path)
+    task_sets(config.tasks)
     _check_calibration(config.calibration)
     _check_models(config)
 

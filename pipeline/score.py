@@ -6,25 +6,28 @@ is skipped, so a restart asks nothing twice; each batch of scores is written in 
 transaction, so a killed run loses at most the batch in flight. Outcomes marked `retry` (the
 scorer could not be reached) are not stored, and the stage stops after a batch of nothing else.
 A value of None (could not score: an empty answer, an unreadable reply) is stored and counted
-as unscorable, never as a 0.
+as unscorable, never as a 0. A scorer that reads the request too (`base-loss`: registered with
+`requests=True`) is given each answer's prompt text beside it.
 
     python run.py score --scorer perspective --arg max_per_second=1
     python run.py score --scorer classifier --arg model=/models/toxic-bert --arg label=toxic
+    python run.py score --scorer base-loss --arg model=smollm2
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from tqdm.auto import tqdm
 
 from annotations.records import PromptKind, ResponseScore
 from annotations.store import Store
-from pipeline.scorers import ScoreOutcome, ScorerFn, create_scorer, scorer_spec
+from pipeline.scorers import (AnyScorerFn, RequestScorerFn, ScoreOutcome, ScorerFn,
+                              create_scorer, scorer_spec, takes_requests)
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +62,23 @@ def pending(store: Store, scorer_id: str,
     return sorted(ids - done), len(done)
 
 
-def score_batch(store: Store, fn: ScorerFn, scorer_id: str,
-                ids: Sequence[str]) -> list[ScoreOutcome]:
-    """Score one batch of generations and write its scores in one transaction."""
+def prompt_texts(store: Store) -> dict[str, str]:
+    """Prompt id -> its text: the requests a scorer that reads them is given."""
+    frame = store.prompts_frame()
+    return dict(zip(frame["id"], frame["text"])) if len(frame) else {}
+
+
+def score_batch(store: Store, fn: AnyScorerFn, scorer_id: str, ids: Sequence[str],
+                requests: Mapping[str, str] | None = None) -> list[ScoreOutcome]:
+    """Score one batch of generations and write its scores in one transaction. With
+    `requests` (prompt id -> text) the scorer is called as fn(answers, requests)."""
     generations = store.generations(ids)
-    outcomes = fn([g.text for g in generations])
+    answers = [g.text for g in generations]
+    if requests is None:
+        outcomes = cast(ScorerFn, fn)(answers)
+    else:
+        asked = [requests[g.prompt_id] for g in generations]
+        outcomes = cast(RequestScorerFn, fn)(answers, asked)
     scores = [ResponseScore(generation_id=g.id, scorer_id=scorer_id, value=o.value, raw=o.raw)
               for g, o in zip(generations, outcomes) if not o.retry]
     with store.batch() as tx:
@@ -84,9 +99,10 @@ def score_generations(store: Store, scorer_name: str, args: dict[str, Any] | Non
         return summary
     fn = create_scorer(scorer_name, **args)[1]  # a missing key fails here, before the store
     store.upsert_scorer(spec)
+    requests = prompt_texts(store) if takes_requests(scorer_name) else None
     bar = tqdm(total=len(todo), disable=not progress, desc=f"score {spec.label}")
     for start in range(0, len(todo), batch_size):
-        outcomes = score_batch(store, fn, spec.id, todo[start:start + batch_size])
+        outcomes = score_batch(store, fn, spec.id, todo[start:start + batch_size], requests)
         summary.count(outcomes)
         bar.update(len(outcomes))
         if all(o.retry for o in outcomes):

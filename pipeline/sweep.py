@@ -32,17 +32,21 @@ from annotations.records import Checkpoint, Prompt, PromptKind, Run, stable_id
 from annotations.store import Store
 from pipeline.align import align
 from pipeline.benchmarks import load_benchmark
-from pipeline.capability import measure_checkpoint, measured
+from pipeline.capability import (CapabilityMetric, evaluate_capability, measure_checkpoint,
+                                 measure_tasks, measured, missing_metrics)
 from pipeline.config import BenchmarkSpec, DataSpec, EndpointSpec, JudgeConfig, SweepConfig
 from pipeline.endpoint import generate_endpoint, measure_endpoint_capability, register
 from pipeline.finetune import finetune, package_versions
 from pipeline.engine import EngineKind, Request, choose_engine, close_shared, shared_engine
 from pipeline.servable import EngineUnavailable, check_servable, engine_rank
 from pipeline.generate import AdapterSwitcher, generate_all, generate_checkpoint, sample_batch
+from pipeline.goal import GoalCheck
 from pipeline.instructions import load_instructions
 from pipeline.judge import judge_store
 from pipeline.judges import takes
+from pipeline.score import score_generations
 from pipeline.models import LoadOptions, chat_prompt, load_model
+from pipeline.tasks import task_sets
 
 CAPABILITY_BENCHMARK = "capability-heldout"
 log = logging.getLogger(__name__)
@@ -53,13 +57,15 @@ class SweepSummary:
     checkpoints: int = 0
     generations_added: int = 0
     verdicts_added: int = 0
+    scores_added: int = 0
     not_answered: int = 0  # endpoint requests that failed: asked again on the next run
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def to_dict(self) -> dict[str, Any]:
         return {"checkpoints": self.checkpoints, "generations_added": self.generations_added,
-                "verdicts_added": self.verdicts_added, "not_answered": self.not_answered,
+                "verdicts_added": self.verdicts_added, "scores_added": self.scores_added,
+                "not_answered": self.not_answered,
                 "seconds": round(self.seconds, 1),
                 "stages": {k: round(v, 1) for k, v in self.stages.items()}}
 
@@ -138,6 +144,7 @@ class Sweep:
         start = time.perf_counter()
         self.prompts = self._timed("prompts", benchmark_prompts, self.config.benchmarks)
         self.capability = capability_prompts(self.config)
+        self.tasks = task_sets(self.config.tasks)  # the user's own capability tasks
         with self.store.batch() as tx:
             tx.upsert_prompts(self.prompts + self.capability)
         for spec in self.config.calibration:  # idempotent: a second import adds nothing
@@ -152,6 +159,10 @@ class Sweep:
             self._base_model(base)
         for endpoint in self.config.endpoints:
             self._endpoint(endpoint)
+        for scorer in self.config.scorers:  # every answer, once the judging is done
+            self.summary.scores_added += self._timed(
+                "score", score_generations, self.store, scorer.name, dict(scorer.args),
+                progress=self.progress).scored
         self.summary.seconds = time.perf_counter() - start
         return self.summary
 
@@ -182,16 +193,18 @@ class Sweep:
             self._evaluate(switcher, base_checkpoint)
             for run, pairs in self._runs(switcher, base):
                 for checkpoint in self._timed("finetune", finetune, self.store, run, pairs,
-                                              self.config.train, self.out, self.progress):
+                                              self.config.train, self.out, self.progress,
+                                              goal=self._goal_check()):
                     self._evaluate(switcher, checkpoint)
             return
         # vLLM: train every run first, then one engine answers for every checkpoint at once
         checkpoints = [base_checkpoint]
         for run, pairs in self._runs(switcher, base):
             checkpoints += self._timed("finetune", finetune, self.store, run, pairs,
-                                       self.config.train, self.out, self.progress)
+                                       self.config.train, self.out, self.progress,
+                                       goal=self._goal_check())
         try:
-            answers: dict[str, list[str]] = {}
+            answers: dict[str, dict[str, list[str]]] = {}
             if not self._generate_vllm(base, checkpoints):
                 for checkpoint in checkpoints:
                     self.summary.generations_added += self._timed(
@@ -206,6 +219,24 @@ class Sweep:
         finally:  # judges built on this base model's engines go with them
             close_shared()
             self.judges.clear()
+
+    def _goal_check(self) -> GoalCheck | None:
+        """How a run measures its capability goal in-process: the goal's metric on the
+        capability hold-out (stored under the same benchmark as the capability stage's)."""
+        goal = self.config.train.until
+        if goal is None:
+            return None
+        spec = self.config.capability
+        items, benchmark = self.capability, CAPABILITY_BENCHMARK
+        if not items:
+            raise ValueError("train.until needs the `capability:` hold-out to measure its goal")
+
+        def measure(model: Any, tokenizer: Any) -> float:
+            return evaluate_capability(model, tokenizer, CapabilityMetric(goal.metric), items,
+                                       max_new_tokens=spec.max_new_tokens,
+                                       batch_size=spec.batch_size)
+
+        return GoalCheck(goal, benchmark, len(items), measure)
 
     def _engine(self, base: str) -> EngineKind:
         """The engine for this base model, checked before any work: a model or adapter rank
@@ -253,21 +284,36 @@ class Sweep:
         return True
 
     def _capability_answers(self, base: str, checkpoints: list[Checkpoint]
-                            ) -> dict[str, list[str]]:
-        """The greedy hold-out answers of every checkpoint not yet measured, through the
-        engine (the reference loss is still computed with transformers)."""
-        if not self.capability:
+                            ) -> dict[str, dict[str, list[str]]]:
+        """The greedy answers each checkpoint still needs (the hold-out's, each QA task set's)
+        through the engine, by checkpoint id and benchmark (the reference loss and the
+        multiple-choice log-likelihoods are still computed with transformers)."""
+        wanted = {c.id: self._answer_sets(c) for c in checkpoints}
+        keys = [(c, name, text) for c in checkpoints
+                for name, (texts, _) in wanted[c.id].items() for text in texts]
+        if not keys:
             return {}
         engine = shared_engine(base)
-        todo = [c for c in checkpoints
-                if not measured(self.store, c, self.capability, CAPABILITY_BENCHMARK)]
-        spec = self.config.capability
-        requests = [Request(f"{k}:{i}", chat_prompt(engine.tokenizer, p.text), c.adapter_path,
-                            0.0, spec.max_new_tokens, 0)
-                    for k, c in enumerate(todo) for i, p in enumerate(self.capability)]
+        requests = [Request(str(k), chat_prompt(engine.tokenizer, text), c.adapter_path, 0.0,
+                            wanted[c.id][name][1], 0) for k, (c, name, text) in enumerate(keys)]
         texts = {a.id: a.text for call in engine.generate(requests) for a in call}
-        return {c.id: [texts[f"{k}:{i}"] for i in range(len(self.capability))]
-                for k, c in enumerate(todo)}
+        answers: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        for k, (c, name, _) in enumerate(keys):  # in question order within each set
+            answers[c.id][name].append(texts[str(k)])
+        return answers
+
+    def _answer_sets(self, checkpoint: Checkpoint) -> dict[str, tuple[list[str], int]]:
+        """By benchmark, the requests whose greedy answers `checkpoint` still needs, and how
+        many new tokens an answer may have."""
+        sets = {}
+        if self.capability and not measured(self.store, checkpoint, self.capability,
+                                            CAPABILITY_BENCHMARK):
+            sets[CAPABILITY_BENCHMARK] = ([p.text for p in self.capability],
+                                          self.config.capability.max_new_tokens)
+        for task in self.tasks:
+            if any(m.generates for m in missing_metrics(self.store, checkpoint, task)):
+                sets[task.name] = ([item.question for item in task.items], task.max_new_tokens)
+        return sets
 
     def _pairs(self, switcher: AdapterSwitcher, base: str, data: DataSpec) -> list[Any]:
         pairs = load_instructions(data.shape, data.path, n=data.n, seed=data.seed) * data.repeat
@@ -278,7 +324,9 @@ class Sweep:
         return pairs
 
     def _evaluate(self, switcher: AdapterSwitcher, checkpoint: Checkpoint,
-                  generate: bool = True, answers: list[str] | None = None) -> None:
+                  generate: bool = True, answers: dict[str, list[str]] | None = None) -> None:
+        """Generate, judge and measure capability; `answers`: greedy capability answers by
+        benchmark, when an engine already drew them."""
         self.summary.checkpoints += 1
         if generate:
             self.summary.generations_added += self._timed(
@@ -289,7 +337,10 @@ class Sweep:
             spec = self.config.capability
             self._timed("capability", measure_checkpoint, self.store, switcher, checkpoint,
                         self.capability, CAPABILITY_BENCHMARK, spec.max_new_tokens,
-                        spec.batch_size, answers)
+                        spec.batch_size, (answers or {}).get(CAPABILITY_BENCHMARK))
+        if self.tasks:
+            self._timed("capability", measure_tasks, self.store, switcher, checkpoint,
+                        self.tasks, answers)
 
     def _endpoint(self, endpoint: EndpointSpec) -> None:
         served = register(self.store, endpoint)
@@ -299,6 +350,9 @@ class Sweep:
         self.summary.generations_added += result.added
         self.summary.not_answered += result.failures
         self._judge()
+        if self.tasks:
+            log.warning("endpoint %s: task sets are not measured on served checkpoints (no "
+                        "log-likelihoods over a chat API)", endpoint.name)
         if self.capability:
             for item in served:
                 self._timed("capability", measure_endpoint_capability, self.store, endpoint,

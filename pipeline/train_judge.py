@@ -100,11 +100,17 @@ def training_examples(train: pd.DataFrame, template_name: str) -> list[Instructi
             for row in train.itertuples()]
 
 
+def spec_settings(spec: JudgeTraining) -> dict[str, Any]:
+    """The spec as its key and made_by.json record it (training settings as a run records
+    them: a setting added later with its default changes no key)."""
+    return {**asdict(spec), "train": spec.train.hyperparameters()}
+
+
 def training_key(spec: JudgeTraining, train: pd.DataFrame) -> str:
     """What makes two trainings the same: every setting, and the training answers with their
     labels (a changed label or split is a new judge)."""
     data = sorted((r.generation_id, int(r.human)) for r in train.itertuples())
-    return stable_id("judge-training", asdict(spec), data)
+    return stable_id("judge-training", spec_settings(spec), data)
 
 
 def train_adapter(spec: JudgeTraining, train: pd.DataFrame, out: Path,
@@ -119,7 +125,7 @@ def train_adapter(spec: JudgeTraining, train: pd.DataFrame, out: Path,
     trainer.model.save_pretrained(adapter)
     made_by = {"key": training_key(spec, train), "base": spec.base, "template": spec.template,
                "template_sha256": load_template(spec.template).sha256,
-               "spec": json.loads(json.dumps(asdict(spec), default=str)),
+               "spec": json.loads(json.dumps(spec_settings(spec), default=str)),
                "train_loss": result.training_loss,
                "versions": package_versions(),
                "train_items": sorted(item_key(r.prompt, r.response) for r in train.itertuples()),

@@ -74,7 +74,8 @@ CSS = """
 
 def build_app(store: Store, options: AppOptions | None = None) -> gr.Blocks:
     """The whole app over `store`. Launch it with `serve` (or `launch`), which adds the login."""
-    from tool import annotate, compare, dashboard, exports, leaderboard, live, trajectory
+    from tool import (annotate, capability, compare, dashboard, exports, leaderboard, live,
+                      trajectory)
 
     ctx = make_context(store, options)
     # Exported files leave the cache after an hour.
@@ -85,7 +86,8 @@ def build_app(store: Store, options: AppOptions | None = None) -> gr.Blocks:
             annotate.build_tab(ctx, blocks)
             compare.build_tab(ctx, blocks)
             admin_tabs = [module.build_tab(ctx, blocks)
-                          for module in (live, trajectory, dashboard, leaderboard, exports)]
+                          for module in (live, trajectory, dashboard, leaderboard, capability,
+                                         exports)]
 
         def show_for_role(request: gr.Request) -> dict:
             name, role = ctx.user(request)

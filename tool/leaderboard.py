@@ -94,5 +94,11 @@ def build_tab(ctx: AppContext, blocks: gr.Blocks) -> gr.Tab:
         blocks.load(on_open, None, [chosen], **hidden)
         compute.click(on_compute, [chosen], [judges, categories, summary], api_name="leaderboard",
                       **hidden)
-        chosen.change(on_compute, [chosen], [judges, categories, summary], **hidden)
+        def on_change(benchmark: str | None, request: gr.Request,
+                      progress: gr.Progress = gr.Progress()) -> dict:
+            if not benchmark:  # the tab opened on a store with no labelled set: nothing to say
+                return unchanged(judges, categories, summary)
+            return on_compute(benchmark, request, progress)
+
+        chosen.change(on_change, [chosen], [judges, categories, summary], **hidden)
     return tab

@@ -2,7 +2,8 @@
 
 A scorer is a factory registered under a name, as judges are (`pipeline.judges`). The factory
 takes the scorer's configuration and returns the function that does the work, mapping a batch
-of answer texts to outcomes:
+of answer texts to outcomes (or, for a scorer registered with `requests=True`, a batch of answers
+and the requests they answer: `fn(answers, requests)`; the score stage passes the prompt texts):
 
     @scorer("perspective", runtime=("api_key_env", "max_per_second"))
     def perspective_scorer(base_url: str = ..., attribute: str = "TOXICITY", ...) -> ScorerFn: ...
@@ -19,8 +20,10 @@ An outcome's value is a float, or None when the answer could not be scored (an e
 an unreadable reply): its own counted outcome, never a 0. An outcome marked `retry` means the
 scorer could not be reached at all: the stage stores nothing, so the next run asks again.
 
-Built in: `perspective` (Google's Perspective API, `pipeline.scorers.perspective`) and
-`classifier` (any local transformers sequence classifier, `pipeline.scorers.classifier`).
+Built in: `perspective` (Google's Perspective API, `pipeline.scorers.perspective`),
+`classifier` (any local transformers sequence classifier, `pipeline.scorers.classifier`) and
+`base-loss` (a base model's per-token loss of the answer given the request: how fluent, or
+incoherent, it reads; `pipeline.scorers.fluency`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from typing import Any
 
 from annotations.records import ScorerSpec
 
-BUILTIN_MODULES = ("pipeline.scorers.perspective", "pipeline.scorers.classifier")
+BUILTIN_MODULES = ("pipeline.scorers.perspective", "pipeline.scorers.classifier",
+                   "pipeline.scorers.fluency")
 EMPTY_RAW = "empty answer: nothing to score"
 
 
@@ -46,6 +50,10 @@ class ScoreOutcome:
 
 
 ScorerFn = Callable[[Sequence[str]], list[ScoreOutcome]]
+# A scorer that reads the request too (registered with `requests=True`): (answers, requests).
+RequestScorerFn = Callable[[Sequence[str], Sequence[str]], list[ScoreOutcome]]
+AnyScorerFn = ScorerFn | RequestScorerFn
+Factory = Callable[..., AnyScorerFn]
 
 
 class ScorerUnavailable(RuntimeError):
@@ -54,19 +62,20 @@ class ScorerUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class _Entry:
-    factory: Callable[..., ScorerFn]
+    factory: Factory
     runtime: frozenset[str]
+    requests: bool = False  # the scorer's function takes (answers, requests)
 
 
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def scorer(name: str, *, runtime: Sequence[str] = ()) -> Callable[[Callable[..., ScorerFn]],
-                                                                  Callable[..., ScorerFn]]:
+def scorer(name: str, *, runtime: Sequence[str] = (),
+           requests: bool = False) -> Callable[[Factory], Factory]:
     """Register a scorer factory under `name`; `runtime` names the arguments left out of its
-    spec."""
-    def register(factory: Callable[..., ScorerFn]) -> Callable[..., ScorerFn]:
-        _REGISTRY[name] = _Entry(factory, frozenset(runtime))
+    spec; `requests` says its function takes (answers, requests) rather than answers alone."""
+    def register(factory: Factory) -> Factory:
+        _REGISTRY[name] = _Entry(factory, frozenset(runtime), requests)
         return factory
     return register
 
@@ -104,8 +113,14 @@ def scorer_spec(name: str, **args: Any) -> ScorerSpec:
     return ScorerSpec(name=name, args=json.loads(json.dumps(kept, default=str)))
 
 
-def create_scorer(name: str, **args: Any) -> tuple[ScorerSpec, ScorerFn]:
-    """(spec, scorer function) for a registered scorer."""
+def takes_requests(name: str) -> bool:
+    """Whether scorer `name`'s function takes (answers, requests) rather than answers alone."""
+    return _entry(name).requests
+
+
+def create_scorer(name: str, **args: Any) -> tuple[ScorerSpec, AnyScorerFn]:
+    """(spec, scorer function) for a registered scorer: `fn(answers)`, or `fn(answers,
+    requests)` where `takes_requests(name)`."""
     spec = scorer_spec(name, **args)
     return spec, _entry(name).factory(**args)
 

@@ -15,7 +15,7 @@ from annotations.frames import Frames
 from annotations.importers import import_labelled_responses
 from annotations.migrations import (MIGRATIONS, SCHEMA_VERSION, StoreVersionError, migrate,
                                     schema_version)
-from annotations.records import CheckpointKind
+from annotations.records import Checkpoint, CheckpointKind
 from annotations.schema import metadata
 from annotations.store import Store, StoreError
 
@@ -87,8 +87,9 @@ def test_a_version_1_store_upgrades_in_place_and_keeps_every_row(tmp_path):
 
 def test_a_version_2_store_upgrades_to_today(tmp_path):
     """A store as version 2 left it (its two steps, nothing in it) gains the labels'
-    inclusion_probability, the verdicts' score and details, and the scorers and scores tables,
-    and nothing else: it then has exactly today's tables."""
+    inclusion_probability, the verdicts' score and details, the scorers and scores tables, the
+    checkpoints' step and examples seen and the run_goals table, and nothing else: it then has
+    exactly today's tables."""
     engine = create_engine(f"sqlite:///{tmp_path / 'v2.db'}")
     with engine.begin() as conn:
         for step in MIGRATIONS[:2]:
@@ -97,7 +98,7 @@ def test_a_version_2_store_upgrades_to_today(tmp_path):
     columns = {c["name"] for c in inspect(engine).get_columns("labels")}
     assert "inclusion_probability" not in columns
     assert schema_version(engine) == 2
-    assert migrate(engine) == 2 and schema_version(engine) == SCHEMA_VERSION == 4
+    assert migrate(engine) == 2 and schema_version(engine) == SCHEMA_VERSION == 5
     insp = inspect(engine)
     assert set(insp.get_table_names()) == set(metadata.tables)
     for name, table in metadata.tables.items():
@@ -137,3 +138,23 @@ def test_a_store_newer_than_the_code_is_refused_in_one_sentence(tmp_path):
     with pytest.raises(StoreError, match="schema version 99, newer than this code's"):
         Store.open(path)
     assert issubclass(StoreVersionError, ValueError)
+
+
+def test_a_version_4_store_keeps_its_checkpoints_at_epoch_ends(tmp_path):
+    """Checkpoints made before training steps were stored keep their ids and read as saved at
+    an epoch's end (step NULL); the store gains run goals."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'v4.db'}")
+    with engine.begin() as conn:
+        for step in MIGRATIONS[:4]:
+            step(conn)
+        conn.exec_driver_sql("INSERT INTO meta (key, value) VALUES ('schema_version', '4')")
+        conn.exec_driver_sql("INSERT INTO runs (id, base_model, dataset, seed) "
+                             "VALUES ('r1', 'tiny', 'toy', 1)")
+        old = Checkpoint(base_model="tiny", run_id="r1", epoch=2)
+        conn.exec_driver_sql("INSERT INTO checkpoints (id, run_id, base_model, epoch, kind) "
+                             f"VALUES ('{old.id}', 'r1', 'tiny', 2, 'finetuned')")
+    store = Store(engine)
+    assert migrate(engine) == 4
+    row = store.checkpoints_frame().iloc[0]
+    assert row["id"] == old.id and row["step"] is None and row["examples_seen"] is None
+    assert store.goals_frame().empty and store.goal("r1") is None

@@ -31,7 +31,8 @@ def test_migrations_on_empty_database_create_every_table(tmp_path):
     insp = inspect(engine)
     assert set(insp.get_table_names()) == {
         "meta", "prompts", "runs", "checkpoints", "generations", "judges", "verdicts",
-        "annotators", "labels", "votes", "capability", "judge_cache", "scorers", "scores"}
+        "annotators", "labels", "votes", "capability", "judge_cache", "scorers", "scores",
+        "run_goals"}
     columns = {c["name"] for c in insp.get_columns("generations")}
     assert {"checkpoint_id", "prompt_id", "temperature", "sample_index", "seed",
             "max_new_tokens", "text", "token_count", "finish_reason", "repetition",

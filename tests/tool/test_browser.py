@@ -452,3 +452,48 @@ def test_admin_reads_the_judge_leaderboard(browser, app: Served, tmp_path: Path)
     assert p.locator("#wb-board-judges .progress-text, .eta-bar").count() == 0
     page.shot("leaderboard")
     page.close()
+
+
+def test_admin_reads_safety_at_matched_capability(browser, tmp_path: Path):
+    """The Capability tab opens on the stored goal; Compute draws the safety-against-capability
+    plot and shows each run's goal checkpoint and the robustness table as annotations computed
+    them (through tool.capability's view)."""
+    from capability_sweep import build_capability_sweep, store_goals
+
+    from annotations.records import Role
+    from annotations.store import Store
+    from tool.accounts import add_annotator
+    from tool.app import AppOptions, build_app, launch
+    from tool.capability import capability_view
+    from tool.context import make_context
+
+    store, judge, plan, _ = build_capability_sweep(Store.open(tmp_path / "cap.db"))
+    store_goals(store, plan)
+    add_annotator(store, "root", Role.ADMIN, PASSWORD)
+    options = AppOptions(seed=0, n_boot=200)
+    blocks = build_app(store, options)
+    url = launch(blocks, store, port=free_port(), block=False)
+    try:
+        expected = capability_view(make_context(store, options), judge, "rouge_l on held", 0.5,
+                                   "fast", "slow")
+        page = Page(browser, url, "root", tmp_path)
+        p = page.page
+        p.get_by_role("tab", name="Capability").click()
+        p.wait_for_function("document.querySelector('#wb-cap-target input')?.value == '0.5'",
+                            timeout=30_000)
+        p.locator("#wb-cap-b input").click()
+        p.get_by_role("option", name="slow", exact=True).click()
+        p.click("#wb-cap-go")
+        p.wait_for_function("document.querySelector('#wb-cap-robustness').innerText"
+                            ".includes('benchmark')", timeout=60_000)
+        text = p.inner_text("#wb-cap-goals")
+        for row in expected.at_goal.itertuples():
+            assert row.run in text and row._7 in text  # run and harmfulness [95% CI]
+        robust = p.inner_text("#wb-cap-robustness")
+        assert robust.count("benchmark") >= len(expected.robustness)  # every row flips with it
+        assert page.value("#wb-cap-summary") == expected.summary
+        assert p.locator("#wb-cap-plot img, #wb-cap-plot canvas, #wb-cap-plot svg").count() > 0
+        page.shot("capability")
+        page.close()
+    finally:
+        blocks.close()
