@@ -23,8 +23,9 @@ from typing import Any
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {}
 OWN_PACKAGES = {"annotations", "pipeline", "tool", "benchmarks"}
-EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres"}  # module: the extra that brings it
-FILE_ARGS = ("config", "path", "labels", "judged", "calibration", "outcomes", "gold", "html")
+EXTRAS = {"psycopg": "postgres"}  # module: the extra that brings it (none brings psycopg2)
+FILE_ARGS = ("config", "path", "labels", "judged", "calibration", "outcomes", "gold", "html",
+             "plot")
 
 
 def command(fn: Callable[[argparse.Namespace], Any]) -> Callable[[argparse.Namespace], Any]:
@@ -308,6 +309,15 @@ def cmd_matched(args: argparse.Namespace) -> None:
     matched = matched_report(store, judge_id, metric, target, benchmark=benchmark,
                              interpolate=args.interpolate, n_boot=args.n_boot)
     result, lines = {"matched": matched.to_dict()}, matched_text(matched)
+    if args.plot:
+        from annotations import report_plots
+
+        with report_plots.style():
+            figure = report_plots.safety_capability_figure(matched)
+            Path(args.plot).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            figure.savefig(args.plot, dpi=110, bbox_inches="tight")
+        result["plot"] = args.plot
+        lines.append(f"plot written to {args.plot}")
     if args.compare:
         robust = conclusion_robustness(store, args.compare, args.against, metric=metric,
                                        target=target, capability_benchmark=benchmark,
@@ -345,7 +355,7 @@ def matched_text(matched) -> list[str]:
         state = ("reached" + (", interpolated" if r["interpolated"] else "")) if r["reached"] \
             else "NOT reached (last checkpoint)"
         lines.append(f"  {r['checkpoint']} ({r['dataset']}) T={r['temperature']:g}: {state} "
-                     f"at {r['capability']:.4g}, {r['examples_seen']} examples seen; "
+                     f"at {r['capability']:.4g}, {_count(r['examples_seen'])} examples seen; "
                      f"harmfulness {ci(r, 'harmfulness')}"
                      + (f", corrected {ci(r, 'corrected')}" if r["corrected"] == r["corrected"]
                         else ""))
@@ -356,6 +366,10 @@ def matched_text(matched) -> list[str]:
                      f"[{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] over "
                      f"{r['n_prompts']} prompts: {r['conclusion']}")
     return lines + ([matched.note] if matched.note else [])
+
+
+def _count(value: Any) -> str:
+    return "?" if value is None or value != value else str(int(value))
 
 
 def robustness_text(robust) -> list[str]:
@@ -536,6 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", metavar="DATA", help="a data set: read its conclusion against "
                    "--against (default: the base model) every way")
     p.add_argument("--against", metavar="DATA", help="the other data set")
+    p.add_argument("--plot", metavar="FILE", help="write the safety-against-capability plot "
+                   "here (PNG)")
     p.add_argument("--n-boot", type=int, default=1000)
     p = add("report", "the full report: JSON, or one self-contained HTML page")
     p.add_argument("--html", metavar="FILE", help="write the HTML report here")

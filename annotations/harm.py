@@ -279,8 +279,12 @@ def capability_table(source: Store | Frames,
     frames = frames_of(source)
     if frames.capability.empty or frames.checkpoints.empty:
         return pd.DataFrame()
-    scores = frames.capability.pivot_table(index="checkpoint_id", columns="metric",
-                                           values="value")
+    capability = frames.capability.copy()
+    shared = capability.groupby("metric")["benchmark"].transform("nunique") > 1
+    capability["column"] = capability["metric"].where(  # a metric on two task sets: say which
+        ~shared, capability["metric"] + " (" + capability["benchmark"].astype(str) + ")")
+    scores = capability.pivot_table(index="checkpoint_id", columns="column", values="value")
+    scores.columns.name = None
     points = frames.checkpoints.assign(
         checkpoint=lambda f: checkpoint_names(f, kind="kind", source="source")).rename(
         columns={"id": "checkpoint_id"}).set_index("checkpoint_id")

@@ -217,12 +217,15 @@ def capability_figure(table: pd.DataFrame, metrics: list, rate_cols: list[str]) 
 def safety_capability_figure(matched: MatchedReport) -> Figure:
     """Harmfulness (raw) against capability, one panel per temperature: each checkpoint a
     point, each run a line from the base model in training order, the region where the goal is
-    met shaded (the band starts at the target), each run's goal checkpoint a star."""
+    met shaded (the band starts at the target), each run's goal checkpoint a star. The more
+    capable side is on the right (a loss's axis runs from high to low)."""
     points = matched.points
     temperatures = sorted(points["temperature"].unique())
     fig, axes = new_figure(len(temperatures), 1, width=4.6, height=3.6)
     base = points[points["run_id"].isna()]
     goals = set(matched.at_goal.loc[matched.at_goal["reached"].astype(bool), "checkpoint_id"])
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
     higher = CapabilityMetric(matched.metric).higher_is_better
     for ax, temperature in zip(axes[0], temperatures):
         at_t = points[points["temperature"] == temperature]
@@ -240,9 +243,12 @@ def safety_capability_figure(matched: MatchedReport) -> Figure:
         ax.axvspan(min(matched.target, edge), max(matched.target, edge), color="tab:green",
                    alpha=0.10, lw=0)
         ax.axvline(matched.target, color="tab:green", lw=1)
-        ax.set_xlim(low, high)
+        ax.set_xlim((low, high) if higher else (high, low))  # more capable to the right
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        digits = max(0, 1 - int(np.floor(np.log10(max(high - low, 1e-12)))))
+        ax.xaxis.set_major_formatter(FormatStrFormatter(f"%.{digits}f"))
         ax.set_title(f"T = {temperature:g}")
-        ax.set_xlabel(short(f"{matched.metric} ({matched.benchmark})", 40))
+        ax.set_xlabel(short(f"{matched.metric} ({matched.benchmark}), better →", 48))
         ax.set_ylabel("harmfulness (raw)")
         ax.set_ylim(-0.02, 1.02)
     axes[0][0].legend(fontsize=7)

@@ -55,9 +55,11 @@ class SweepSummaryTable:
                       _show(self.over_refusal, RATE_COLUMNS)]
         if len(self.capability):
             shown = self.capability.drop(columns=["checkpoint_id", "base_model", "dataset",
-                                                  "seed", "epoch"], errors="ignore")
-            parts += ["", "Capability on the held-out benign split:",
-                      shown.to_string(index=False, float_format="%.3f")]
+                                                  "seed", "epoch", "step"], errors="ignore")
+            if "examples_seen" in shown:  # whole numbers; none for the base model
+                shown = shown.assign(examples_seen=shown["examples_seen"].astype("Int64"))
+            parts += ["", "Capability on the held-out split(s):",
+                      shown.to_string(index=False, float_format="%.3f", na_rep="-")]
         return "\n".join(parts)
 
 

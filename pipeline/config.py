@@ -167,6 +167,40 @@ class EndpointSpec:
 
 
 @dataclass(frozen=True)
+class SlurmSpec:
+    """Where `--executor slurm` submits each job (through submitit: one sbatch job per job, its
+    dependencies as `afterok`)."""
+
+    partition: str | None = None
+    cluster: str = "slurm"  # submitit's: slurm, or local (subprocesses here, for tests)
+    sbatch: dict[str, Any] = field(default_factory=dict)  # any other sbatch setting: account, qos
+
+
+@dataclass(frozen=True)
+class RaySpec:
+    """Where `--executor ray` runs the jobs: a running Ray cluster, or (no address) one started
+    on this machine for the sweep."""
+
+    address: str | None = None  # e.g. auto, or ray://head:10001
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """What each job of a sweep asks a scheduler for (`run.py sweep --executor slurm|ray`;
+    the local executor ignores it). Jobs that run no model (the prepare job unless it trains a
+    judge, an endpoint's evaluation) ask for no GPU; `gpus_by_kind` overrides by kind."""
+
+    gpus: int = 1
+    cpus: int | None = None
+    mem_gb: float | None = None
+    time_min: int = 24 * 60  # a job's time limit
+    gpus_by_kind: dict[str, int] = field(default_factory=dict)  # e.g. {score: 0}
+    folder: str | None = None  # submitit's logs and pickles; default: output_dir/jobs (shared)
+    slurm: SlurmSpec = field(default_factory=SlurmSpec)
+    ray: RaySpec = field(default_factory=RaySpec)
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str
     base_models: tuple[str, ...] = ("smollm2",)
@@ -184,6 +218,8 @@ class SweepConfig:
     # train a judge on the calibration labels' training split, judge with it too
     # (pipeline/train_judge.py)
     train_judge: JudgeTraining | None = None
+    # Adapters, checkpoints and cached answers. Run as jobs on a cluster, every worker reads and
+    # writes it: a path shared by every node, as the store is.
     output_dir: str = "out"
     # Generation and local LLM judges: auto (vllm where installed, else hf), vllm or hf; with
     # engine_fallback, vllm that cannot run here falls back to hf (said in the log).
@@ -194,6 +230,7 @@ class SweepConfig:
     engine_dtype: str | None = None
     max_lora_rank: int = 64  # the vLLM engine's largest adapter rank
     endpoints: tuple[EndpointSpec, ...] = ()  # checkpoints served elsewhere (see above)
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)  # resources of each job
 
 
 # ----- reading the file ---------------------------------------------------------------------
@@ -263,11 +300,42 @@ def config_from_dict(raw: Any, where: str = "config") -> SweepConfig:
                         f"got {_shown(raw)}")
     else:
         config = _build(SweepConfig, raw, "", problems)
+        if config is not _BAD:
+            problems += _goal_problems(config)
     if problems:
         more = len(problems) - MAX_PROBLEMS
         said = "; ".join(problems[:MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
         raise ConfigError(f"{where}: {said}")
     return config
+
+
+def _goal_problems(config: SweepConfig) -> list[str]:
+    """A capability goal can be measured: on the hold-out (then a hold-out metric) or on one of
+    the sweep's task sets (then a metric of its shape); only the sweep's own runs take one."""
+    from pipeline.tasks import TaskShape, task_shape
+
+    problems = [f"{section}.train.until: only the sweep's fine-tuning trains to a goal"
+                for section, spec in (("align", config.align), ("train_judge", config.train_judge))
+                if spec is not None and spec.train.until is not None]
+    goal = config.train.until
+    if goal is None:
+        return problems
+    if goal.tasks is None:
+        if config.capability is None:
+            problems.append("train.until: needs the `capability:` hold-out to measure the goal "
+                            "on (or `tasks:` naming one of the sweep's task sets)")
+        elif task_shape(goal.metric) is not TaskShape.HELDOUT:
+            problems.append(f"train.until.metric: {goal.metric} is measured on a task set: "
+                            "name it with `tasks:`")
+        return problems
+    task = next((t for t in config.tasks if t.name == goal.tasks), None)
+    if task is None:
+        problems.append(f"train.until.tasks: no task set named {goal.tasks!r} "
+                        f"(the sweep's: {', '.join(t.name for t in config.tasks) or 'none'})")
+    elif task_shape(goal.metric) is not TaskShape.parse(task.shape):
+        problems.append(f"train.until.metric: {goal.metric} cannot be measured on {task.name} "
+                        f"(a {task.shape} task set)")
+    return problems
 
 
 def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
@@ -512,6 +580,42 @@ def _task(spec: TaskSpec) -> str | None:
             f"{', '.join(m.value for m in CapabilityMetric if task_shape(m) is shape)})")
 
 
+# sbatch settings the workbench sets itself, from the executor section or the job plan
+SBATCH_OWN = {"dependency": "the plan's dependencies", "job_name": "the job's name",
+              "partition": "executor.slurm.partition", "time": "executor.time_min",
+              "gpus_per_node": "executor.gpus", "gres": "executor.gpus",
+              "cpus_per_task": "executor.cpus", "mem": "executor.mem_gb",
+              "output": "executor.folder", "error": "executor.folder"}
+
+
+def _sbatch(settings: dict[str, Any]) -> str | None:
+    """Other sbatch settings: scalars, none of those the workbench sets."""
+    for key, value in settings.items():
+        own = SBATCH_OWN.get(str(key).replace("-", "_"))
+        if own is not None:
+            return f"{key} is set by the workbench (from {own})"
+        if isinstance(value, (dict, list)) or value is None:
+            return f"{key}: expected a value (text, a number or true), got {_shown(value)}"
+    return None
+
+
+def _cluster(v: str) -> str | None:
+    known = ("slurm", "local")
+    return None if v in known else f"must be one of {', '.join(known)}, got {v!r}"
+
+
+def _gpus_by_kind(v: dict[str, Any]) -> str | None:
+    from annotations.records import JobKind
+
+    known = [k.value for k in JobKind]
+    for kind, gpus in v.items():
+        if kind not in known:
+            return f"{kind!r} is not a kind of job (known: {', '.join(known)})"
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+            return f"{kind}: expected a whole number of GPUs (0 or more), got {_shown(gpus)}"
+    return None
+
+
 COUNT = _at_least(1)
 CHECKS: dict[str, Callable[[Any], str | None]] = {
     "epochs": COUNT, "batch_size": COUNT, "micro_batch_size": COUNT, "max_length": COUNT,
@@ -531,6 +635,10 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "timeout": _positive, "ServedCheckpoint.epoch": _at_least(0),
     "CapabilityGoal.metric": _metric, "CapabilityGoal.target": _finite,
     "CapabilityGoal.every": COUNT,
+    "ExecutorSpec.gpus": _at_least(0), "ExecutorSpec.cpus": COUNT, "mem_gb": _positive,
+    "time_min": COUNT, "gpus_by_kind": _gpus_by_kind, "SlurmSpec.cluster": _cluster,
+    "SlurmSpec.partition": _not_empty, "sbatch": _sbatch, "RaySpec.address": _not_empty,
+    "ExecutorSpec.folder": _not_empty,
 }
 
 

@@ -222,19 +222,29 @@ class Sweep:
 
     def _goal_check(self) -> GoalCheck | None:
         """How a run measures its capability goal in-process: the goal's metric on the
-        capability hold-out (stored under the same benchmark as the capability stage's)."""
+        capability hold-out, or on the task set the goal names (stored under the same benchmark
+        as the capability stage stores it, so each value is measured once)."""
         goal = self.config.train.until
         if goal is None:
             return None
-        spec = self.config.capability
-        items, benchmark = self.capability, CAPABILITY_BENCHMARK
-        if not items:
-            raise ValueError("train.until needs the `capability:` hold-out to measure its goal")
+        if goal.tasks is None:
+            spec = self.config.capability
+            if spec is None or not self.capability:
+                raise ValueError("train.until needs the `capability:` hold-out to measure its "
+                                 "goal (or `tasks:` naming one of the sweep's task sets)")
+            items, benchmark = self.capability, CAPABILITY_BENCHMARK
+            tokens, batch = spec.max_new_tokens, spec.batch_size
+        else:
+            task = next((t for t in self.tasks if t.name == goal.tasks), None)
+            if task is None:
+                raise ValueError(f"train.until.tasks: no task set named {goal.tasks!r} (the "
+                                 f"sweep's: {', '.join(t.name for t in self.tasks) or 'none'})")
+            items, benchmark = list(task.items), task.name
+            tokens, batch = task.max_new_tokens, task.batch_size
 
         def measure(model: Any, tokenizer: Any) -> float:
             return evaluate_capability(model, tokenizer, CapabilityMetric(goal.metric), items,
-                                       max_new_tokens=spec.max_new_tokens,
-                                       batch_size=spec.batch_size)
+                                       max_new_tokens=tokens, batch_size=batch)
 
         return GoalCheck(goal, benchmark, len(items), measure)
 

@@ -201,9 +201,11 @@ def test_the_report_the_cli_and_the_functions_give_one_answer(sweep, tmp_path):
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "run.py", "--store", str(store.url.split("///")[1]),
                           "matched", "--compare", "fast", "--against", "slow", "--n-boot", "200",
-                          "--json"], cwd=root, capture_output=True, text=True, timeout=300)
+                          "--plot", str(tmp_path / "plot.png"), "--json"], cwd=root,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     cli = json.loads(out.stdout)
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [r["harmfulness"] for r in cli["matched"]["at_goal"]] == pytest.approx(
         list(by_hand.at_goal["harmfulness"]))
     assert [r["difference"] for r in cli["robustness"]["table"]] == pytest.approx(

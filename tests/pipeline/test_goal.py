@@ -264,3 +264,53 @@ def test_a_sweep_trains_to_its_goal_scores_coherence_and_reads_matched(tmp_path,
     again = run_sweep(store, load_config(path), progress=False)
     assert (again.generations_added, again.verdicts_added, again.scores_added) == (0, 0, 0)
     assert store.counts()["checkpoints"] == len(checkpoints)
+
+
+@pytest.mark.parametrize("until, extra, said", [
+    ({"metric": "reference_loss", "target": 2.0}, {"capability": None},
+     "train.until: needs the `capability:` hold-out"),
+    ({"metric": "exact_match", "target": 0.5}, {}, "exact_match is measured on a task set"),
+    ({"metric": "contains", "target": 0.5, "tasks": "nope"}, {},
+     "train.until.tasks: no task set named 'nope'"),
+    ({"metric": "choice_accuracy", "target": 0.5, "tasks": "facts"},
+     {"tasks": [{"name": "facts", "shape": "qa", "path": "demo_data/capability_qa.jsonl"}]},
+     "choice_accuracy cannot be measured on facts"),
+    ({"metric": "reference_loss", "target": "low"}, {},
+     "train.until.target: expected a number, got 'low'"),
+    ({"metric": "perplexity", "target": 2.0}, {}, "unknown capability metric 'perplexity'"),
+    ({"metric": "reference_loss", "target": 2.0, "every": 0}, {}, "train.until.every: must be >= 1"),
+])
+def test_a_goal_that_cannot_be_measured_is_a_config_error(until, extra, said):
+    import yaml
+
+    from pipeline.config import ConfigError, config_from_dict
+
+    raw = yaml.safe_load((ROOT / "configs/demo.yaml").read_text())
+    raw["train"]["until"] = until
+    raw.update(extra)
+    with pytest.raises(ConfigError, match=None) as err:
+        config_from_dict(raw, "sweep.yaml")
+    assert said in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_goal_on_a_task_set_is_measured_on_it(tmp_path, tiny_model_dir):
+    import yaml
+
+    from pipeline.config import config_from_dict
+    from pipeline.models import load_model
+    from pipeline.sweep import Sweep
+    from pipeline.tasks import task_sets
+
+    raw = yaml.safe_load((ROOT / "configs/demo.yaml").read_text())
+    raw["tasks"] = [{"name": "facts", "shape": "qa", "path": "demo_data/capability_qa.jsonl",
+                     "n": 4, "max_new_tokens": 4}]
+    raw["train"]["until"] = {"metric": "contains", "target": 0.5, "every": 2, "tasks": "facts"}
+    config = config_from_dict(raw)
+    sweep = Sweep(Store.open(tmp_path / "s.db"), config, progress=False)
+    sweep.tasks = task_sets(config.tasks)
+    check = sweep._goal_check()
+    assert (check.benchmark, check.n, check.goal.every) == ("facts", 4, 2)
+    model, tokenizer = load_model(str(tiny_model_dir))
+    assert check.measure(model, tokenizer) == evaluate_capability(
+        model, tokenizer, CapabilityMetric.CONTAINS, list(sweep.tasks[0].items),
+        max_new_tokens=4)
