@@ -23,7 +23,8 @@ from typing import Any
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {}
 OWN_PACKAGES = {"annotations", "pipeline", "tool", "benchmarks"}
-EXTRAS = {"psycopg": "postgres"}  # module: the extra that brings it (none brings psycopg2)
+EXTRAS = {"psycopg": "postgres",  # module: the extra that brings it (none brings psycopg2)
+          "submitit": "slurm", "ray": "ray"}
 FILE_ARGS = ("config", "path", "labels", "judged", "calibration", "outcomes", "gold", "html",
              "plot")
 
@@ -87,11 +88,50 @@ def checked_config(args: argparse.Namespace):
 
 @command
 def cmd_sweep(args: argparse.Namespace) -> None:
+    """The whole sweep here (the default), its jobs handed to Slurm or Ray (--executor), one
+    job of it here (--only), its plan (--plan) or where its jobs stand (--status)."""
+    if args.plan or args.status:
+        return sweep_jobs_view(args)
     config = checked_config(args)
-    from pipeline.sweep import run_sweep
+    from pipeline.executors import ExecutorKind, submit
+    from pipeline.jobs import find_job, plan
+    from pipeline.sweep import run_job, run_sweep
 
-    summary = run_sweep(open_store(args), config, progress=not args.quiet)
-    emit(args, summary.to_dict())
+    store = open_store(args)
+    if args.only:
+        job = find_job(plan(config), args.only)
+        summary = run_job(store, config, job, progress=not args.quiet)
+        return emit(args, {"job": job.name, **summary.to_dict()})
+    executor = ExecutorKind(args.executor)
+    if executor is ExecutorKind.LOCAL:
+        return emit(args, run_sweep(store, config, progress=not args.quiet).to_dict())
+    submission = submit(store, config, plan(config), executor, wait=args.wait)
+    said = "ran" if submission.waited else "submitted"
+    emit(args, submission.to_dict(),
+         f"{said} {submission.jobs} jobs on {executor.value}"
+         + "".join(f"\n  {name}: {id_}" for name, id_ in submission.scheduled.items())
+         + f"\nwhere they stand: python run.py sweep {args.config} --status")
+    submission.check()
+
+
+def sweep_jobs_view(args: argparse.Namespace) -> None:
+    """`--plan`: the jobs and what each waits for (from the config alone); `--status`: each
+    job's state, from the store."""
+    from pipeline.config import load_config
+    from pipeline.jobs import plan, plan_text
+
+    config = load_config(args.config)
+    if args.plan:
+        jobs = plan(config)
+        names = {job.id: job.name for job in jobs}
+        return emit(args, [job.to_dict(names) for job in jobs], "\n".join(plan_text(jobs)))
+    from annotations.jobs import jobs_table, jobs_text
+
+    table = jobs_table(open_store(args), config.name)
+    if table.empty:
+        raise ValueError(f"no jobs of sweep {config.name!r} in this store: run it first "
+                         f"(python run.py sweep {args.config})")
+    emit(args, table.to_dict("records"), "\n".join(jobs_text(table)))
 
 
 @command
@@ -441,8 +481,19 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text, parents=[shared])
 
     add("status", "counts of everything in the store")
-    p = add("sweep", "run a sweep config: fine-tune, generate, judge, measure (resumable)")
+    p = add("sweep", "run a sweep config: fine-tune, generate, judge, measure (resumable); "
+            "here, or as jobs on Slurm or Ray")
     p.add_argument("config")
+    p.add_argument("--executor", choices=["local", "slurm", "ray"], default="local",
+                   help="local: every job here, one after another (default); slurm: an sbatch "
+                        "job each (submitit); ray: a Ray task each (the config's `executor:`)")
+    p.add_argument("--wait", action="store_true", help="slurm: wait until every job has ended")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--plan", action="store_true", help="print the jobs and what each waits "
+                      "for, and stop")
+    what.add_argument("--only", metavar="JOB", help="run this one job here (a name from --plan)")
+    what.add_argument("--status", action="store_true", help="where each job stands (from the "
+                      "store)")
     p = add("demo", "the demo sweep on the embedded default model, with the app serving "
             "while it runs")
     p.add_argument("--config", default="configs/demo.yaml")

@@ -154,6 +154,22 @@ def m005_training_steps_and_goals(conn: Connection) -> None:
     md.create_all(conn, tables=[md.tables["run_goals"]], checkfirst=True)
 
 
+def m006_jobs(conn: Connection) -> None:
+    """The jobs of sweeps run as jobs on a scheduler (Slurm, Ray) or one by one: their kind,
+    name, what each waits for, and where each stands (waiting, running, done, failed), so a
+    sweep spread over many workers can be followed from the store."""
+    md = MetaData()
+    Table("jobs", md,
+          Column("id", String, primary_key=True), Column("sweep", String, index=True),
+          Column("kind", String), Column("name", String), Column("position", Integer),
+          Column("needs", JSON), Column("state", String), Column("error", Text),
+          Column("attempts", Integer), Column("host", String), Column("pid", Integer),
+          Column("submitted_at", DateTime(timezone=True)),
+          Column("started_at", DateTime(timezone=True)),
+          Column("finished_at", DateTime(timezone=True)))
+    md.create_all(conn, checkfirst=True)
+
+
 class StoreVersionError(ValueError):
     """The store was written by a newer version of the workbench."""
 
@@ -162,17 +178,22 @@ MIGRATIONS: list[Callable[[Connection], None]] = [m001_initial,
                                                    m002_checkpoint_kind_and_response_hash,
                                                    m003_label_inclusion_probability,
                                                    m004_scores_and_scorers,
-                                                   m005_training_steps_and_goals]
+                                                   m005_training_steps_and_goals,
+                                                   m006_jobs]
 SCHEMA_VERSION = len(MIGRATIONS)
 _META = table("meta", column("key"), column("value"))
 
 
 def schema_version(engine: Engine) -> int:
     with engine.connect() as conn:
-        if not inspect(conn).has_table("meta"):
-            return 0
-        row = conn.execute(select(_META.c.value).where(_META.c.key == "schema_version")).first()
-        return int(row[0]) if row else 0
+        return _version(conn)
+
+
+def _version(conn: Connection) -> int:
+    if not inspect(conn).has_table("meta"):
+        return 0
+    row = conn.execute(select(_META.c.value).where(_META.c.key == "schema_version")).first()
+    return int(row[0]) if row else 0
 
 
 def migrate(engine: Engine, attempts: int = 5) -> int:
@@ -189,18 +210,35 @@ def migrate(engine: Engine, attempts: int = 5) -> int:
     return SCHEMA_VERSION
 
 
+# Any fixed number: PostgreSQL's advisory locks are named by one, per database.
+_PG_MIGRATION_LOCK = 0x5AFE7
+_PG_MIGRATION_LOCK_SQL = text("SELECT pg_advisory_xact_lock(:key)")
+
+
 def _migrate_once(engine: Engine) -> int:
-    start = schema_version(engine)
-    if start > SCHEMA_VERSION:
-        raise StoreVersionError(f"the store has schema version {start}, newer than this code's "
-                                f"{SCHEMA_VERSION}: upgrade the workbench to open it")
+    start = _checked(schema_version(engine))
     if start == SCHEMA_VERSION:
         return start
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # DDL is transactional there, so a second migrator would not wait like SQLite's
+            # but fail on a duplicate table: this lock (released at commit) queues it, and it
+            # then finds the work done.
+            conn.execute(_PG_MIGRATION_LOCK_SQL, {"key": _PG_MIGRATION_LOCK})
+            start = _checked(_version(conn))
+            if start == SCHEMA_VERSION:
+                return start
         for step in MIGRATIONS[start:]:
             step(conn)
         _set_version(conn, SCHEMA_VERSION)
     return start
+
+
+def _checked(version: int) -> int:
+    if version > SCHEMA_VERSION:
+        raise StoreVersionError(f"the store has schema version {version}, newer than this "
+                                f"code's {SCHEMA_VERSION}: upgrade the workbench to open it")
+    return version
 
 
 def _set_version(conn: Connection, version: int) -> None:

@@ -398,3 +398,43 @@ class CapabilityScore(Record):
     @property
     def id(self) -> str:
         return stable_id("capability", self.checkpoint_id, self.metric, self.benchmark)
+
+
+class JobKind(str, enum.Enum):
+    """What one job of a sweep does (pipeline/jobs.py plans them)."""
+
+    PREPARE = "prepare"  # prompts into the store, calibration sets imported, a judge trained
+    ALIGN = "align"  # one base model safety-tuned
+    TRAIN = "train"  # one fine-tuning run: base model x data set x seed
+    EVALUATE = "evaluate"  # a base model, a run's checkpoints or an endpoint's: generate, judge,
+    #                        measure capability
+    SCORE = "score"  # the config's scorers over every answer
+
+
+class JobState(str, enum.Enum):
+    """Where a job stands. A worker that dies leaves its job `running` until it is run again
+    (nothing can tell a dead worker from a slow one for certain); running it again is safe."""
+
+    WAITING = "waiting"  # handed to a scheduler, not started
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class JobRecord(Record):
+    """One job of a sweep as the store keeps it: who ran it, when, how often, how it ended."""
+
+    id: str
+    sweep: str
+    kind: JobKind
+    name: str
+    position: int = 0  # its place in the plan's order
+    needs: tuple[str, ...] = ()  # the ids of the jobs it waits for
+    state: JobState = JobState.WAITING
+    error: str | None = None  # the last line of the error a failed job raised
+    attempts: int = 0  # how many times a worker started it
+    host: str | None = None  # the worker's host name and process id, while and after it ran
+    pid: int | None = None
+    submitted_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None

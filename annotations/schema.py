@@ -19,6 +19,9 @@ What the columns hold beyond their names:
   the checkpoint, step and examples seen where it was (records.RunGoal).
 - labels.inclusion_probability: the probability with which the planner's random draw included
   this item in the session, in (0, 1]; NULL when unknown or the item was not drawn at random.
+- jobs: the jobs of sweeps run as jobs (pipeline/jobs.py; records.JobRecord): kind, name, the
+  ids of the jobs each waits for (`needs`, JSON), state (records.JobState), the last line of a
+  failed job's error, how many times a worker started it, the worker's host and process id.
 """
 
 from __future__ import annotations
@@ -112,3 +115,11 @@ judge_cache = Table(
     "judge_cache", metadata,
     Column("key", String, primary_key=True), Column("judge_id", String), Column("raw", Text),
     Column("created_at", DateTime(timezone=True)))
+jobs = Table(
+    "jobs", metadata,
+    Column("id", String, primary_key=True), Column("sweep", String, index=True),
+    Column("kind", String), Column("name", String), Column("position", Integer),
+    Column("needs", JSON), Column("state", String), Column("error", Text),
+    Column("attempts", Integer), Column("host", String), Column("pid", Integer),
+    Column("submitted_at", DateTime(timezone=True)), Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)))

@@ -1,5 +1,6 @@
-"""The store: the only module that writes SQL. One SQLite file by default, any SQLAlchemy URL
-(e.g. PostgreSQL for a shared team server) otherwise.
+"""The store: the only module that writes SQL. One SQLite file by default, or a PostgreSQL
+server for a team (`postgresql://USER@HOST/DB`, driven by psycopg 3 from the `postgres` extra);
+every store test runs on both.
 
 Pipeline rows are upserted by their deterministic ids, so re-running a stage changes nothing.
 Human labels and votes are only ever inserted (a repeated submission id is ignored), so nothing a
@@ -26,12 +27,14 @@ from sqlalchemy import Engine, Table, create_engine, event, func, inspect, selec
 from sqlalchemy.engine import Connection
 
 from annotations.migrations import SCHEMA_VERSION, migrate, schema_version
+from annotations.records import JobRecord, JobState
 from annotations.records import (Annotator, CapabilityScore, Checkpoint, Generation, JudgeSpec,
                                  Label, Prompt, PromptKind, ResponseScore, Run, RunGoal,
                                  ScorerSpec, Verdict, Vote, utcnow)
 from annotations.schema import (annotators, capability, checkpoints, generations, judge_cache,
                                 judges, labels, metadata, prompts, run_goals, runs, scorers,
                                 scores, verdicts, votes)
+from annotations.schema import jobs
 
 ENV_VAR = "WORKBENCH_STORE"
 DEFAULT_PATH = "workbench.db"
@@ -67,6 +70,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any, attempts: int = 100) -> None:
     cursor.close()
 
 
+def _postgres_session(dbapi_conn: Any, _record: Any) -> None:
+    """Every session in UTC, whatever zone the team's server runs in: naive times a caller
+    stores then mean UTC, as they do in SQLite (committed: a SET rolled back is undone)."""
+    with dbapi_conn.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'UTC'")
+    dbapi_conn.commit()
+
+
 __all__ = ["DEFAULT_PATH", "ENV_VAR", "SCHEMA_VERSION", "Store", "StoreError", "migrate",
            "resolve_url", "schema_version"]
 
@@ -75,22 +86,32 @@ class StoreError(ValueError):
     """The store cannot be opened as asked (a missing driver, a newer schema, a bad URL)."""
 
 
-DRIVERS = {"postgresql": ("psycopg", "postgres")}  # dialect: (module, the extra that brings it)
+DRIVER_EXTRAS = {"psycopg": "postgres"}  # driver module: the extra that brings it
 
 
 def _engine(url: str) -> Engine:
     try:
-        engine = create_engine(url, future=True)
-    except ModuleNotFoundError as err:
-        dialect = url.split(":", 1)[0].split("+", 1)[0]
-        extra = DRIVERS.get(dialect, (None, None))[1]
-        hint = (f": pip install 'safety-workbench[{extra}]' (or pip install -e '.[{extra}]')"
-                if extra else "")
-        raise StoreError(f"the {dialect} store needs the driver {err.name!r}, which is not "
-                         f"installed{hint}") from None
+        # A team server restarts or drops idle connections: test each one before handing it out
+        engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
+    except ImportError as err:  # no driver, or one that cannot load (psycopg without libpq)
+        raise StoreError(_missing_driver(url, err)) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", _postgres_session)
     return engine
+
+
+def _missing_driver(url: str, err: ImportError) -> str:
+    """One line naming the driver and how to get it (the extra only where it brings it)."""
+    dialect = url.split(":", 1)[0]
+    module = (err.name or dialect.partition("+")[2] or dialect).split(".")[0]
+    extra = DRIVER_EXTRAS.get(module)
+    fix = (f"pip install 'safety-workbench[{extra}]' (or pip install -e '.[{extra}]')" if extra
+           else f"pip install {module}")
+    why = ("which is not installed" if isinstance(err, ModuleNotFoundError)
+           else f"which cannot be loaded ({' '.join(str(err).split())})")
+    return f"the {dialect} store needs the driver {module!r}, {why}: {fix}"
 
 
 def _insert(conn: Connection, table: Table):
@@ -113,10 +134,26 @@ def _upsert(conn: Connection, table: Table, rows: Sequence[dict], update: bool =
         stmt = stmt.on_conflict_do_update(index_elements=key, set_=changed)
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=key)
-    written = 0
+    # SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg's is gone once the cursor
+    # closes: -1); it is how add_labels tells new labels from repeated submissions.
+    stmt = stmt.execution_options(preserve_rowcount=True)
+    if conn.dialect.name == "postgresql":
+        # Rows lock in the order they are written: one order (by key) for every writer means
+        # two workers upserting the same rows wait for each other instead of deadlocking.
+        rows = sorted(rows, key=lambda row: tuple(row[k] for k in key))
+    written = 0  # summed over an executemany's statements, by sqlite3 and psycopg alike
     for start in range(0, len(rows), 5000):
         written += conn.execute(stmt, list(rows[start:start + 5000])).rowcount
     return written
+
+
+def _naive_utc(frame: pd.DataFrame) -> pd.DataFrame:
+    """Times as SQLite gives them, naive UTC: PostgreSQL's come back with a zone, and frames
+    must not differ by backend (a zone-aware column cannot be compared with a naive one)."""
+    for name, dtype in frame.dtypes.items():
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            frame[name] = frame[name].dt.tz_convert("UTC").dt.tz_localize(None)
+    return frame
 
 
 def _dump(record: Any, **extra: Any) -> dict:
@@ -169,7 +206,8 @@ class Store:
     def _read(self, query: Any) -> pd.DataFrame:
         with self._begin() as conn:
             result = conn.execute(query)
-            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        return _naive_utc(frame)
 
     # ----- pipeline rows (upserted by deterministic id) -----
     def upsert_prompts(self, items: Iterable[Prompt]) -> int:
@@ -417,7 +455,7 @@ class Store:
                 select(judges.c.id, judges.c.name, judges.c.args, func.count(verdicts.c.id),
                        func.count(verdicts.c.label))
                 .join(verdicts, verdicts.c.judge_id == judges.c.id, isouter=True)
-                .group_by(judges.c.id, judges.c.name, judges.c.args)).all()
+                .group_by(judges.c.id)).all()  # PostgreSQL cannot compare JSON (args)
             return {
                 "store": self.url,
                 "schema_version": SCHEMA_VERSION,
@@ -434,3 +472,44 @@ class Store:
 
     def table_names(self) -> list[str]:
         return sorted(inspect(self.engine).get_table_names())
+
+    # ----- the jobs of a sweep (pipeline/jobs.py): where each stands -----
+    def submit_jobs(self, items: Iterable[JobRecord]) -> int:
+        """Jobs handed to a scheduler: waiting from now on. A job seen before keeps its
+        attempts, its last worker and its times: the history of its earlier tries."""
+        now = utcnow()
+        rows = [_dump(j, state=JobState.WAITING.value, error=None, submitted_at=now)
+                for j in items]
+        if not rows:
+            return 0
+        kept = {"id", "attempts", "host", "pid", "started_at", "finished_at"}
+        with self._begin() as conn:
+            stmt = _insert(conn, jobs)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["id"],
+                set_={c.name: stmt.excluded[c.name] for c in jobs.columns if c.name not in kept})
+            conn.execute(stmt, rows)
+        return len(rows)
+
+    def start_job(self, job: JobRecord, host: str, pid: int) -> None:
+        """A worker starts `job`: running, one more attempt, this worker's host and pid."""
+        now = utcnow()
+        started = {"state": JobState.RUNNING.value, "host": host, "pid": pid,
+                   "started_at": now, "finished_at": None, "error": None}
+        with self._begin() as conn:
+            stmt = _insert(conn, jobs).on_conflict_do_update(
+                index_elements=["id"],
+                set_={**started, "attempts": func.coalesce(jobs.c.attempts, 0) + 1})
+            conn.execute(stmt, [_dump(job, **started, attempts=1)])
+
+    def finish_job(self, job_id: str, state: JobState, error: str | None = None) -> None:
+        with self._begin() as conn:
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(
+                state=JobState(state).value, error=error, finished_at=utcnow()))
+
+    def jobs_frame(self, sweep: str | None = None) -> pd.DataFrame:
+        """The jobs (every sweep's, or one's), in each sweep's plan order."""
+        query = select(jobs).order_by(jobs.c.sweep, jobs.c.position, jobs.c.id)
+        if sweep is not None:
+            query = query.where(jobs.c.sweep == sweep)
+        return self._read(query)

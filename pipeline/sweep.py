@@ -1,4 +1,4 @@
-"""A sweep: the whole experiment of Fraser et al. 2025 as one resumable script.
+"""A sweep: the whole experiment of Fraser et al. 2025, as one resumable process or as jobs.
 
     (import the `calibration:` sets: answers labelled by people, judged with everything else)
     for each base model:   (safety-tune it first when the config has an `align:` section)
@@ -11,7 +11,13 @@ Every stage skips what the store already holds, so a sweep killed at any point a
 finishes the same work without redoing or duplicating anything. Results land checkpoint by
 checkpoint, so the app's dashboard fills up while the sweep runs.
 
+The same work is split into jobs (pipeline/jobs.py: prepare, align, train, evaluate, score):
+`run_sweep` runs every job of the plan in this process, in the plan's order (the order above);
+`run_job` runs one, as a worker on Slurm or Ray does (pipeline/executors.py). Each job records
+its state in the store's jobs table: running when it starts, done or failed when it ends.
+
     python run.py sweep configs/demo.yaml
+    python run.py sweep configs/demo.yaml --only train:smollm2/dolly/seed1
 """
 
 from __future__ import annotations
@@ -19,29 +25,35 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import random
+import shutil
+import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from annotations.importers import import_labelled_responses
-from annotations.records import Checkpoint, Prompt, PromptKind, Run, stable_id
+from annotations.records import Checkpoint, JobKind, Prompt, PromptKind, Run, stable_id
 from annotations.store import Store
-from pipeline.align import align
+from pipeline.align import align, aligned_name
 from pipeline.benchmarks import load_benchmark
 from pipeline.capability import (CapabilityMetric, evaluate_capability, measure_checkpoint,
                                  measure_tasks, measured, missing_metrics)
 from pipeline.config import BenchmarkSpec, DataSpec, EndpointSpec, JudgeConfig, SweepConfig
 from pipeline.endpoint import generate_endpoint, measure_endpoint_capability, register
-from pipeline.finetune import finetune, package_versions
+from pipeline.finetune import (finetune, finished_epochs, package_versions,
+                               recover_checkpoints, run_dir)
 from pipeline.engine import EngineKind, Request, choose_engine, close_shared, shared_engine
+from pipeline.executors import recorded
 from pipeline.servable import EngineUnavailable, check_servable, engine_rank
 from pipeline.generate import AdapterSwitcher, generate_all, generate_checkpoint, sample_batch
 from pipeline.goal import GoalCheck
 from pipeline.instructions import load_instructions
+from pipeline.jobs import Job, data_label, plan
 from pipeline.judge import judge_store
 from pipeline.judges import takes
 from pipeline.score import score_generations
@@ -125,13 +137,39 @@ def self_generated(switcher: AdapterSwitcher, base: str, pairs: Sequence[Any], o
                 for p, (text, _, _) in zip(chunk, sample_batch(model, tok, texts, 0.0,
                                                                max_new_tokens, seed=0)):
                     answers[p.id] = text
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(answers))
+        write_whole(cache, json.dumps(answers))
     return [dataclasses.replace(p, response=answers[p.id]) for p in pairs]
 
 
+def write_whole(path: Path, text: str) -> None:
+    """Write `path` whole or not at all (a temporary file renamed): a worker killed mid-write
+    leaves nothing that the next run would read as done."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(handle, "w") as file:
+        file.write(text)
+    os.replace(tmp, path)
+
+
+def set_aside_incomplete(folder: Path) -> list[Path]:
+    """Remove the checkpoint folders that a killed save left without a readable trainer state
+    (the Trainer writes it last): it resumes from the newest `checkpoint-*` folder, whatever
+    that holds, and would fail there on every later try. Training then resumes from the last
+    whole checkpoint."""
+    removed = []
+    for path in sorted(Path(folder).glob("checkpoint-*")):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            log.warning("%s: an incomplete checkpoint (killed while saving?): removed", path)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 class Sweep:
-    """Runs one SweepConfig against one store."""
+    """Runs one SweepConfig against one store: every job of its plan (`run`), or some
+    (`run_jobs`, as a worker does)."""
 
     def __init__(self, store: Store, config: SweepConfig, progress: bool = True):
         self.store, self.config, self.progress = store, config, progress
@@ -139,12 +177,66 @@ class Sweep:
         self.summary = SweepSummary()
         self.judges: dict[str, Any] = {}  # judge id -> loaded judge, reused across checkpoints
         self.judge_configs = list(config.judges)  # and a trained judge, when the config has one
+        self.prompts: list[Prompt] = []  # read by `_load_inputs`, before a job's work
+        self.capability: list[Prompt] = []
+        self.tasks: list[Any] = []
+        self._inputs_read = False
+        self._judge_added = False  # the trained judge is in judge_configs
+        self._loaded: tuple[str, AdapterSwitcher] | None = None  # the model in memory
 
     def run(self) -> SweepSummary:
+        """Every job of the plan here, in the plan's order: results land checkpoint by
+        checkpoint. With vLLM, a base model's runs are all trained first and one engine answers
+        for all its checkpoints (`_local_steps`)."""
         start = time.perf_counter()
+        jobs = plan(self.config)
+        self.store.submit_jobs([job.record() for job in jobs])
+        for step in self._local_steps(jobs):
+            self.run_jobs(step)
+        self.summary.seconds = time.perf_counter() - start
+        return self.summary
+
+    def _local_steps(self, jobs: Sequence[Job]) -> list[list[Job]]:
+        """The plan's jobs one at a time; with vLLM, each base model's evaluate jobs as one
+        step after its last training job."""
+        if choose_engine(self.config.engine, self.config.engine_fallback) != EngineKind.VLLM:
+            return [[job] for job in jobs]
+        steps: list[list[Job]] = []
+        held: list[Job] = []  # this base model's evaluations
+        for job in jobs:
+            if held and job.base != held[0].base:
+                steps, held = steps + [held], []
+            if job.kind is JobKind.EVALUATE and job.base is not None:
+                held.append(job)
+            else:
+                steps.append([job])
+        return steps + [held] if held else steps
+
+    def run_jobs(self, jobs: Sequence[Job]) -> None:
+        """These jobs' work here (several only for evaluate jobs of one base model), their
+        states recorded in the store."""
+        with recorded(self.store, jobs):
+            self._load_inputs()
+            if jobs[0].kind is JobKind.EVALUATE:
+                self._evaluate_jobs(jobs)
+                return
+            work = {JobKind.PREPARE: self._prepare, JobKind.ALIGN: self._align,
+                    JobKind.TRAIN: self._train, JobKind.SCORE: self._score}
+            for job in jobs:
+                work[job.kind](job)
+
+    def _load_inputs(self) -> None:
+        """The prompts, the capability hold-out and the task sets, read from their files (as
+        every job does: a worker elsewhere has the files and the store, nothing else)."""
+        if self._inputs_read:
+            return
         self.prompts = self._timed("prompts", benchmark_prompts, self.config.benchmarks)
         self.capability = capability_prompts(self.config)
         self.tasks = task_sets(self.config.tasks)  # the user's own capability tasks
+        self._inputs_read = True
+
+    def _prepare(self, job: Job | None = None) -> None:
+        """The prompts into the store, the calibration sets imported, the judge trained."""
         with self.store.batch() as tx:
             tx.upsert_prompts(self.prompts + self.capability)
         for spec in self.config.calibration:  # idempotent: a second import adds nothing
@@ -153,56 +245,79 @@ class Sweep:
                         random_sample=spec.random_sample)
         if self.config.train_judge is not None:
             self._trained_judge(self.config.train_judge)
-        for base in self.config.base_models:
-            if self.config.align is not None:
-                base = self._timed("align", align, base, self.config.align, self.progress)
-            self._base_model(base)
-        for endpoint in self.config.endpoints:
-            self._endpoint(endpoint)
-        for scorer in self.config.scorers:  # every answer, once the judging is done
-            self.summary.scores_added += self._timed(
-                "score", score_generations, self.store, scorer.name, dict(scorer.args),
-                progress=self.progress).scored
-        self.summary.seconds = time.perf_counter() - start
-        return self.summary
 
-    def _trained_judge(self, spec: Any) -> None:
-        """Train the judge on the calibration labels' training split (once: the adapter is kept
-        in the output folder) and judge with it beside the config's judges; the judge stage
-        stores none of its verdicts on the answers it was trained on."""
-        from pipeline.train_judge import judge_args, trained_adapter
+    def _align(self, job: Job) -> None:
+        self._timed("align", align, job.base, self.config.align, self.progress)
 
-        adapter = self._timed("train-judge", trained_adapter, self.store, spec,
-                              self.out / "judge", self.progress)
-        self.judge_configs.append(JudgeConfig("llm", judge_args(spec, adapter)))
+    def _model(self, base: str) -> str:
+        """The model a base model's jobs work on: itself, or its aligned version (made by its
+        align job; other jobs find it in the model cache: on a cluster, a shared one)."""
+        return base if self.config.align is None else aligned_name(base, self.config.align)
 
-    def _timed(self, stage: str, fn, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            self.summary.stages[stage] += time.perf_counter() - start
+    def _switcher(self, model: str) -> AdapterSwitcher:
+        """`model` loaded, once for all the jobs of it in a row (one model in memory)."""
+        if self._loaded is None or self._loaded[0] != model:
+            self._loaded = None
+            loaded = self._timed("load", load_model, model, LoadOptions())
+            self._loaded = (model, AdapterSwitcher(*loaded))
+        return self._loaded[1]
 
-    def _base_model(self, base: str) -> None:
-        model, tokenizer = self._timed("load", load_model, base, LoadOptions())
-        switcher = AdapterSwitcher(model, tokenizer)
-        base_checkpoint = Checkpoint(base_model=base)
-        self.store.upsert_checkpoint(base_checkpoint)
-        engine = self._engine(base)
-        if engine == EngineKind.HF:  # checkpoint by checkpoint: results land as each is done
-            self._evaluate(switcher, base_checkpoint)
-            for run, pairs in self._runs(switcher, base):
-                for checkpoint in self._timed("finetune", finetune, self.store, run, pairs,
-                                              self.config.train, self.out, self.progress,
-                                              goal=self._goal_check()):
-                    self._evaluate(switcher, checkpoint)
+    def _train(self, job: Job) -> None:
+        model = self._model(job.base)
+        self._engine(model)  # a model or adapter rank vLLM cannot serve stops before training
+        run, pairs = self._run(model, job)
+        set_aside_incomplete(run_dir(self.out, run))
+        self._timed("finetune", finetune, self.store, run, pairs, self.config.train, self.out,
+                    self.progress, goal=self._goal_check())
+
+    def _run(self, model: str, job: Job) -> tuple[Run, list[Any]]:
+        """The fine-tuning run a train or evaluate job is about, and its training pairs."""
+        data = next(d for d in self.config.datasets if data_label(d) == job.dataset)
+        run = Run(base_model=model, dataset=job.dataset, seed=job.seed,
+                  hyperparameters={**self.config.train.hyperparameters(),
+                                   "data": dataclasses.asdict(data)},
+                  versions=package_versions())
+        return run, self._pairs(model, data)
+
+    def _trained(self, job: Job, model: str) -> list[Checkpoint]:
+        """The checkpoints of a trained run (recorded from disk where this store lacks them);
+        an evaluate job trains nothing."""
+        run, pairs = self._run(model, job)
+        goal, settings = self._goal_check(), self.config.train
+        recover_checkpoints(self.store, run, run_dir(self.out, run), settings, goal, len(pairs))
+        done = ((settings.until is not None and self.store.goal(run.id) is not None)
+                or finished_epochs(self.store, run) >= set(range(1, settings.epochs + 1)))
+        if not done:
+            raise ValueError(f"{job.name}: its run is not trained yet (run its train job first)")
+        return finetune(self.store, run, pairs, settings, self.out, self.progress, goal=goal)
+
+    def _evaluate_jobs(self, jobs: Sequence[Job]) -> None:
+        """Evaluate jobs of one base model (or endpoints): checkpoint by checkpoint with hf;
+        with vLLM, one engine answers for all their checkpoints, then each is judged and
+        measured."""
+        self._use_trained_judge()
+        if jobs[0].endpoint is not None:
+            for job in jobs:
+                self._endpoint(next(e for e in self.config.endpoints if e.name == job.endpoint))
             return
-        # vLLM: train every run first, then one engine answers for every checkpoint at once
-        checkpoints = [base_checkpoint]
-        for run, pairs in self._runs(switcher, base):
-            checkpoints += self._timed("finetune", finetune, self.store, run, pairs,
-                                       self.config.train, self.out, self.progress,
-                                       goal=self._goal_check())
+        model = self._model(jobs[0].base)
+        checkpoints: list[Checkpoint] = []
+        for job in jobs:
+            if job.dataset is None:  # the base model itself: epoch 0
+                checkpoints.append(Checkpoint(base_model=model))
+                self.store.upsert_checkpoint(checkpoints[-1])
+            else:
+                checkpoints += self._trained(job, model)
+        switcher = self._switcher(model)
+        if self._engine(model) == EngineKind.HF:  # results land as each checkpoint is done
+            for checkpoint in checkpoints:
+                self._evaluate(switcher, checkpoint)
+            return
+        self._evaluate_vllm(model, switcher, checkpoints)
+
+    def _evaluate_vllm(self, base: str, switcher: AdapterSwitcher,
+                       checkpoints: list[Checkpoint]) -> None:
+        """Every checkpoint's answers through one vLLM engine, then each judged and measured."""
         try:
             answers: dict[str, dict[str, list[str]]] = {}
             if not self._generate_vllm(base, checkpoints):
@@ -219,6 +334,45 @@ class Sweep:
         finally:  # judges built on this base model's engines go with them
             close_shared()
             self.judges.clear()
+
+    def _score(self, job: Job | None = None) -> None:
+        for scorer in self.config.scorers:  # every answer, once the judging is done
+            self.summary.scores_added += self._timed(
+                "score", score_generations, self.store, scorer.name, dict(scorer.args),
+                progress=self.progress).scored
+
+    def _trained_judge(self, spec: Any) -> None:
+        """Train the judge on the calibration labels' training split (once: the adapter is kept
+        in the output folder) and judge with it beside the config's judges; the judge stage
+        stores none of its verdicts on the answers it was trained on."""
+        from pipeline.train_judge import judge_args, trained_adapter
+
+        adapter = self._timed("train-judge", trained_adapter, self.store, spec,
+                              self.out / "judge", self.progress)
+        self.judge_configs.append(JudgeConfig("llm", judge_args(spec, adapter)))
+        self._judge_added = True
+
+    def _use_trained_judge(self) -> None:
+        """The judge the prepare job trained, beside the config's: found in the output folder
+        (trained there once, never by an evaluate job)."""
+        from pipeline.train_judge import judge_args, made_with
+
+        spec = self.config.train_judge
+        if spec is None or self._judge_added:
+            return
+        adapter = self.out / "judge" / "adapter"
+        if made_with(adapter) is None:
+            raise ValueError(f"the trained judge is not in {adapter} yet: run the sweep's "
+                             "prepare job first")
+        self.judge_configs.append(JudgeConfig("llm", judge_args(spec, adapter)))
+        self._judge_added = True
+
+    def _timed(self, stage: str, fn, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.summary.stages[stage] += time.perf_counter() - start
 
     def _goal_check(self) -> GoalCheck | None:
         """How a run measures its capability goal in-process: the goal's metric on the
@@ -263,16 +417,6 @@ class Sweep:
             log.warning("%s; generating with hf instead, as the config allows", err)
             return EngineKind.HF
         return engine
-
-    def _runs(self, switcher: AdapterSwitcher, base: str) -> Iterator[tuple[Run, list[Any]]]:
-        for data in self.config.datasets:
-            pairs = self._pairs(switcher, base, data)
-            for seed in self.config.seeds:
-                yield Run(base_model=base, dataset=data.name + ("+self" if data.self_generated
-                                                                 else ""), seed=seed,
-                          hyperparameters={**self.config.train.hyperparameters(),
-                                           "data": dataclasses.asdict(data)},
-                          versions=package_versions()), pairs
 
     def _generate_vllm(self, base: str, checkpoints: list[Checkpoint]) -> bool:
         """Every checkpoint's missing answers through one vLLM engine; False when vLLM cannot
@@ -325,12 +469,12 @@ class Sweep:
                 sets[task.name] = ([item.question for item in task.items], task.max_new_tokens)
         return sets
 
-    def _pairs(self, switcher: AdapterSwitcher, base: str, data: DataSpec) -> list[Any]:
+    def _pairs(self, base: str, data: DataSpec) -> list[Any]:
         pairs = load_instructions(data.shape, data.path, n=data.n, seed=data.seed) * data.repeat
         if data.self_generated:
             gen = self.config.generation
-            pairs = self._timed("self_generated", self_generated, switcher, base, pairs, self.out,
-                                self.config.train.max_length, gen.batch_size)
+            pairs = self._timed("self_generated", self_generated, self._switcher(base), base,
+                                pairs, self.out, self.config.train.max_length, gen.batch_size)
         return pairs
 
     def _evaluate(self, switcher: AdapterSwitcher, checkpoint: Checkpoint,
@@ -383,4 +527,15 @@ class Sweep:
 
 
 def run_sweep(store: Store, config: SweepConfig, progress: bool = True) -> SweepSummary:
+    """The whole sweep in this process: every job of its plan, in order."""
     return Sweep(store, config, progress).run()
+
+
+def run_job(store: Store, config: SweepConfig, job: Job, progress: bool = True) -> SweepSummary:
+    """Exactly `job`'s part of the sweep, here: what a worker runs, and `run.py sweep CONFIG
+    --only JOB`. Run again, it adds nothing (every stage skips what the store holds)."""
+    sweep = Sweep(store, config, progress)
+    start = time.perf_counter()
+    sweep.run_jobs([job])
+    sweep.summary.seconds = time.perf_counter() - start
+    return sweep.summary

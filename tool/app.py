@@ -3,9 +3,10 @@
     python run.py serve --store workbench.db            # calls tool.app.serve
 
 Tabs, one module each: Annotate (everyone), Compare (everyone; the win table for admins), Live
-sampling, Trajectory, Validate and Exports (admins). Every handler checks the logged-in user's role
-on the server (`AppContext.user` / `AppContext.admin`); the admin tabs are also hidden from
-annotators, but hiding is a courtesy, not the protection.
+sampling, Trajectory, Validate, Sweep (a sweep's jobs and their states) and Exports (admins).
+Every handler checks the logged-in user's role on the server (`AppContext.user` /
+`AppContext.admin`); the admin tabs are also hidden from annotators, but hiding is a courtesy,
+not the protection.
 
 Access: login is required (the auth function checks scrypt hashes in the store); failed logins
 are throttled per account and per address, every response carries security headers, and no API
@@ -75,7 +76,7 @@ CSS = """
 def build_app(store: Store, options: AppOptions | None = None) -> gr.Blocks:
     """The whole app over `store`. Launch it with `serve` (or `launch`), which adds the login."""
     from tool import (annotate, capability, compare, dashboard, exports, leaderboard, live,
-                      trajectory)
+                      sweep_tab, trajectory)
 
     ctx = make_context(store, options)
     # Exported files leave the cache after an hour.
@@ -87,7 +88,7 @@ def build_app(store: Store, options: AppOptions | None = None) -> gr.Blocks:
             compare.build_tab(ctx, blocks)
             admin_tabs = [module.build_tab(ctx, blocks)
                           for module in (live, trajectory, dashboard, leaderboard, capability,
-                                         exports)]
+                                         sweep_tab, exports)]
 
         def show_for_role(request: gr.Request) -> dict:
             name, role = ctx.user(request)

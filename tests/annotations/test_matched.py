@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from annotations.contrasts import interpolated_rate, paired_contrast
-from annotations.frames import Frames
 from annotations.harm import harmfulness_report
 from annotations.matched import capability_points, goal_checkpoints, matched_report
 from annotations.records import GoalStatus, RunGoal

@@ -1,15 +1,16 @@
 """The schema as a history: every migration on an empty database gives exactly today's tables,
 and a store written by schema version 1 (tests/fixtures/store_v1.db, made by a small real sweep at
-commit c0fee73) upgrades in place, keeping every row and every id."""
+commit c0fee73) upgrades in place, keeping every row and every id. Each runs on SQLite and on a
+real PostgreSQL server (`store_url`); there the version-1 store is the fixture's rows copied into
+migration 1's tables."""
 
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import MetaData, create_engine, inspect, select
 
 from annotations.frames import Frames
 from annotations.importers import import_labelled_responses
@@ -17,20 +18,54 @@ from annotations.migrations import (MIGRATIONS, SCHEMA_VERSION, StoreVersionErro
                                     schema_version)
 from annotations.records import Checkpoint, CheckpointKind
 from annotations.schema import metadata
-from annotations.store import Store, StoreError
+from annotations.store import Store, StoreError, resolve_url
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "store_v1.db"
 TABLES = ["prompts", "runs", "checkpoints", "generations", "judges", "verdicts", "annotators",
           "labels", "votes", "capability", "judge_cache"]
 
 
-def _rows(path: Path) -> dict[str, list[tuple]]:
-    with sqlite3.connect(path) as conn:
-        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=str) for t in TABLES}
+def _engine(store_url: str):
+    return create_engine(resolve_url(store_url))
 
 
-def test_every_migration_on_an_empty_database_gives_todays_tables(tmp_path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+def _rows(store_url: str) -> dict[str, list[tuple]]:
+    engine = _engine(store_url)
+    with engine.connect() as conn:
+        rows = {t: sorted(conn.exec_driver_sql(f"SELECT * FROM {t}").all(), key=str)
+                for t in TABLES}
+    engine.dispose()
+    return rows
+
+
+@pytest.fixture
+def v1_store(store_url: str, tmp_path: Path) -> str:
+    """A store as schema version 1 left it, holding the fixture's rows: a copy of the file on
+    SQLite; on PostgreSQL, migration 1's tables filled with the fixture's rows, read and written
+    through their reflected (typed) tables so times, JSON and booleans arrive as values."""
+    copy = tmp_path / "v1-fixture.db"  # never opened in place: SQLite may write beside a file
+    shutil.copy(FIXTURE, copy)
+    if not store_url.startswith("postgresql"):
+        shutil.move(copy, store_url)
+        return store_url
+    source, target = create_engine(f"sqlite:///{copy}"), _engine(store_url)
+    with target.begin() as conn:
+        MIGRATIONS[0](conn)
+    read, write = MetaData(), MetaData()
+    read.reflect(source)
+    write.reflect(target)
+    with source.connect() as src, target.begin() as dst:
+        for table in read.sorted_tables:  # referenced rows first
+            rows = [dict(row) for row in src.execute(select(table)).mappings()]
+            if rows:
+                dst.execute(write.tables[table.name].insert(), rows)
+    source.dispose()
+    target.dispose()
+    return store_url
+
+
+def test_every_migration_on_an_empty_database_gives_todays_tables(store_url):
+    engine = _engine(store_url)
     assert migrate(engine) == 0 and schema_version(engine) == SCHEMA_VERSION == len(MIGRATIONS)
     insp = inspect(engine)
     assert set(insp.get_table_names()) == set(metadata.tables)
@@ -41,12 +76,13 @@ def test_every_migration_on_an_empty_database_gives_todays_tables(tmp_path):
     assert migrate(engine) == SCHEMA_VERSION  # a second run finds nothing to do
 
 
-def test_migration_1_is_schema_version_1_exactly(tmp_path):
+def test_migration_1_is_schema_version_1_exactly(store_url, tmp_path):
     """Step 1 alone gives the fixture's own tables and columns (it is frozen, not today's)."""
-    engine = create_engine(f"sqlite:///{tmp_path / 'v1.db'}")
+    engine = _engine(store_url)
     with engine.begin() as conn:
         MIGRATIONS[0](conn)
-    fixture = inspect(create_engine(f"sqlite:///{FIXTURE}"))
+    shutil.copy(FIXTURE, tmp_path / "v1-fixture.db")
+    fixture = inspect(create_engine(f"sqlite:///{tmp_path / 'v1-fixture.db'}"))
     mine = inspect(engine)
     assert set(mine.get_table_names()) == set(fixture.get_table_names())
     for name in fixture.get_table_names():
@@ -54,14 +90,12 @@ def test_migration_1_is_schema_version_1_exactly(tmp_path):
             [c["name"] for c in fixture.get_columns(name)], name
 
 
-def test_a_version_1_store_upgrades_in_place_and_keeps_every_row(tmp_path):
-    path = tmp_path / "v1.db"
-    shutil.copy(FIXTURE, path)
-    before = _rows(path)
-    assert schema_version(create_engine(f"sqlite:///{path}")) == 1
-    store = Store.open(path)
+def test_a_version_1_store_upgrades_in_place_and_keeps_every_row(v1_store):
+    before = _rows(v1_store)
+    assert schema_version(_engine(v1_store)) == 1
+    store = Store.open(v1_store)
     assert store.counts()["schema_version"] == SCHEMA_VERSION
-    after = _rows(path)
+    after = _rows(v1_store)
     for table in TABLES:
         assert len(after[table]) == len(before[table]) > 0, table
         old_ids = [r[0] for r in before[table]]
@@ -85,12 +119,12 @@ def test_a_version_1_store_upgrades_in_place_and_keeps_every_row(tmp_path):
     assert old_labels["inclusion_probability"].isna().all()  # unknown for labels made before
 
 
-def test_a_version_2_store_upgrades_to_today(tmp_path):
+def test_a_version_2_store_upgrades_to_today(store_url):
     """A store as version 2 left it (its two steps, nothing in it) gains the labels'
     inclusion_probability, the verdicts' score and details, the scorers and scores tables, the
-    checkpoints' step and examples seen and the run_goals table, and nothing else: it then has
-    exactly today's tables."""
-    engine = create_engine(f"sqlite:///{tmp_path / 'v2.db'}")
+    checkpoints' step and examples seen, the run_goals and jobs tables, and nothing else: it
+    then has exactly today's tables."""
+    engine = _engine(store_url)
     with engine.begin() as conn:
         for step in MIGRATIONS[:2]:
             step(conn)
@@ -98,19 +132,17 @@ def test_a_version_2_store_upgrades_to_today(tmp_path):
     columns = {c["name"] for c in inspect(engine).get_columns("labels")}
     assert "inclusion_probability" not in columns
     assert schema_version(engine) == 2
-    assert migrate(engine) == 2 and schema_version(engine) == SCHEMA_VERSION == 5
+    assert migrate(engine) == 2 and schema_version(engine) == SCHEMA_VERSION == 6
     insp = inspect(engine)
     assert set(insp.get_table_names()) == set(metadata.tables)
     for name, table in metadata.tables.items():
         assert [c["name"] for c in insp.get_columns(name)] == [c.name for c in table.columns], name
 
 
-def test_after_the_upgrade_a_reimport_finds_the_same_rows(tmp_path):
+def test_after_the_upgrade_a_reimport_finds_the_same_rows(v1_store, tmp_path):
     """The ids of imported answers stay those version 1 gave them: importing the same answers
     again adds no checkpoint, answer or label."""
-    path = tmp_path / "v1.db"
-    shutil.copy(FIXTURE, path)
-    store = Store.open(path)
+    store = Store.open(v1_store)
     counts = store.counts()
     labelled = store.generations_frame()
     rows = labelled[labelled["benchmark"] == "second"]
@@ -130,20 +162,20 @@ def _json(text: str) -> str:
     return json.dumps(text)
 
 
-def test_a_store_newer_than_the_code_is_refused_in_one_sentence(tmp_path):
-    path = tmp_path / "new.db"
-    Store.open(path).close()
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+def test_a_store_newer_than_the_code_is_refused_in_one_sentence(store_url):
+    store = Store.open(store_url)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    store.close()
     with pytest.raises(StoreError, match="schema version 99, newer than this code's"):
-        Store.open(path)
+        Store.open(store_url)
     assert issubclass(StoreVersionError, ValueError)
 
 
-def test_a_version_4_store_keeps_its_checkpoints_at_epoch_ends(tmp_path):
+def test_a_version_4_store_keeps_its_checkpoints_at_epoch_ends(store_url):
     """Checkpoints made before training steps were stored keep their ids and read as saved at
     an epoch's end (step NULL); the store gains run goals."""
-    engine = create_engine(f"sqlite:///{tmp_path / 'v4.db'}")
+    engine = _engine(store_url)
     with engine.begin() as conn:
         for step in MIGRATIONS[:4]:
             step(conn)

@@ -1,5 +1,6 @@
-"""The store on a real SQLite file: migrations, upserts by deterministic id, append-only human
-rows, transactions that land whole or not at all."""
+"""The store on a real SQLite file and on a real PostgreSQL server (`store_url`, tests/conftest.py):
+migrations, upserts by deterministic id, append-only human rows, transactions that land whole or
+not at all."""
 
 from __future__ import annotations
 
@@ -25,14 +26,14 @@ def _seed(store: Store) -> tuple[Prompt, Checkpoint, Generation]:
     return prompt, base, gen
 
 
-def test_migrations_on_empty_database_create_every_table(tmp_path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+def test_migrations_on_empty_database_create_every_table(store_url):
+    engine = create_engine(resolve_url(store_url))
     assert migrate(engine) == 0
     insp = inspect(engine)
     assert set(insp.get_table_names()) == {
         "meta", "prompts", "runs", "checkpoints", "generations", "judges", "verdicts",
         "annotators", "labels", "votes", "capability", "judge_cache", "scorers", "scores",
-        "run_goals"}
+        "run_goals", "jobs"}
     columns = {c["name"] for c in insp.get_columns("generations")}
     assert {"checkpoint_id", "prompt_id", "temperature", "sample_index", "seed",
             "max_new_tokens", "text", "token_count", "finish_reason", "repetition",
@@ -54,11 +55,13 @@ def test_store_location_from_argument_or_environment(tmp_path, monkeypatch):
     assert resolve_url(None).endswith("env.db")
     assert resolve_url(tmp_path / "arg.db").endswith("arg.db")
     assert resolve_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"  # psycopg 3
+    assert resolve_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"  # Heroku's form
+    assert resolve_url("postgresql+pg8000://u@h/db") == "postgresql+pg8000://u@h/db"  # as asked
     assert resolve_url("sqlite:///x.db") == "sqlite:///x.db"
 
 
-def test_pipeline_rows_upsert_instead_of_duplicating(tmp_path):
-    store = Store.open(tmp_path / "s.db")
+def test_pipeline_rows_upsert_instead_of_duplicating(store_url):
+    store = Store.open(store_url)
     _seed(store)
     _seed(store)
     counts = store.counts()
@@ -73,8 +76,8 @@ def test_ids_are_derived_from_what_defines_a_row():
         Checkpoint(base_model="m", run_id=a.id, epoch=2).id
 
 
-def test_labels_keep_history_and_ignore_a_repeated_submission(tmp_path):
-    store = Store.open(tmp_path / "s.db")
+def test_labels_keep_history_and_ignore_a_repeated_submission(store_url):
+    store = Store.open(store_url)
     _, _, gen = _seed(store)
     store.add_annotator(Annotator(name="ada"))
     first = Label(generation_id=gen.id, annotator="ada", label=HumanLabel.COMPLIES)
@@ -88,8 +91,8 @@ def test_labels_keep_history_and_ignore_a_repeated_submission(tmp_path):
     assert len(store.labels_frame(current=False)) == 2
 
 
-def test_a_labels_inclusion_probability_round_trips(tmp_path):
-    store = Store.open(tmp_path / "s.db")
+def test_a_labels_inclusion_probability_round_trips(store_url):
+    store = Store.open(store_url)
     _, _, gen = _seed(store)
     store.add_annotator(Annotator(name="ada"))
     drawn = Label(generation_id=gen.id, annotator="ada", label=HumanLabel.REFUSES,
@@ -109,8 +112,8 @@ def test_an_inclusion_probability_outside_0_1_is_refused(probability):
                  inclusion_probability=1).inclusion_probability == 1
 
 
-def test_votes_and_verdicts_round_trip(tmp_path):
-    store = Store.open(tmp_path / "s.db")
+def test_votes_and_verdicts_round_trip(store_url):
+    store = Store.open(store_url)
     prompt, _, gen = _seed(store)
     spec = JudgeSpec(name="refusal", args={"phrases": "default"})
     store.upsert_judge(spec)
@@ -127,8 +130,8 @@ def test_votes_and_verdicts_round_trip(tmp_path):
     assert outcome["category"] == "Property Crimes"
 
 
-def test_a_failed_batch_stores_nothing(tmp_path):
-    store = Store.open(tmp_path / "s.db")
+def test_a_failed_batch_stores_nothing(store_url):
+    store = Store.open(store_url)
     good = Prompt(benchmark="demo", text="first")
     with pytest.raises(RuntimeError):
         with store.batch() as tx:
@@ -137,28 +140,29 @@ def test_a_failed_batch_stores_nothing(tmp_path):
     assert store.counts()["prompts"] == 0
 
 
-def test_a_verdict_for_an_unknown_generation_is_refused(tmp_path):
-    store = Store.open(tmp_path / "s.db")
+def test_a_verdict_for_an_unknown_generation_is_refused(store_url):
+    store = Store.open(store_url)
     spec = JudgeSpec(name="refusal")
     store.upsert_judge(spec)
     with pytest.raises(Exception):
         store.upsert_verdicts([Verdict(generation_id="nope", judge_id=spec.id, label=1)])
 
 
-def test_prompts_with_and_without_categories_read_back(tmp_path):
-    store = Store.open(tmp_path / "s.db")
+def test_prompts_with_and_without_categories_read_back(store_url):
+    store = Store.open(store_url)
     store.upsert_prompts([Prompt(benchmark="b", text="one", category="Fraud"),
                           Prompt(benchmark="b", text="two")])
     assert sorted((p.text, p.category) for p in store.prompts()) == [("one", "Fraud"),
                                                                       ("two", None)]
 
 
-def test_many_processes_opening_a_new_store_at_once(tmp_path):
+def test_many_processes_opening_a_new_store_at_once(store_url):
+    """Eight processes migrate one new store at once (on PostgreSQL, where DDL is transactional,
+    the advisory lock in migrations.py queues them); every one opens it at today's version."""
     import concurrent.futures
 
-    path = tmp_path / "race.db"
     with concurrent.futures.ProcessPoolExecutor(4) as pool:
-        versions = list(pool.map(_open_and_count, [str(path)] * 8))
+        versions = list(pool.map(_open_and_count, [store_url] * 8))
     assert versions == [SCHEMA_VERSION] * 8
 
 
@@ -168,8 +172,8 @@ def _open_and_count(path: str) -> int:
     return schema_version(Store.open(path).engine)
 
 
-def test_add_labels_counts_only_new_rows_in_a_mixed_batch(tmp_path):
-    store = Store.open(tmp_path / "s.db")
+def test_add_labels_counts_only_new_rows_in_a_mixed_batch(store_url):
+    store = Store.open(store_url)
     _, _, gen = _seed(store)
     store.add_annotator(Annotator(name="cy"))
     old = Label(generation_id=gen.id, annotator="cy", label=HumanLabel.COMPLIES)
@@ -197,13 +201,13 @@ def test_opening_waits_for_another_process_holding_the_new_file(tmp_path):
     holder.close()
 
 
-def test_verdict_scores_details_and_scorer_scores_round_trip(tmp_path):
+def test_verdict_scores_details_and_scorer_scores_round_trip(store_url):
     """A verdict keeps its score and details; a scorer's scores are stored per answer, a None
     value kept as None (could not score), and re-storing updates instead of duplicating."""
     from annotations.records import (Checkpoint, Generation, JudgeSpec, Prompt, ResponseScore,
                                      ScorerSpec, Verdict)
 
-    store = Store.open(tmp_path / "s.db")
+    store = Store.open(store_url)
     prompt = Prompt(benchmark="b", text="how to x")
     ckpt = Checkpoint(base_model="m")
     gens = [Generation(checkpoint_id=ckpt.id, prompt_id=prompt.id, temperature=0.0,
@@ -231,3 +235,29 @@ def test_verdict_scores_details_and_scorer_scores_round_trip(tmp_path):
     assert store.scored_generation_ids(scorer.id) == {g.id for g in gens}
     with pytest.raises(ValueError):
         Verdict(generation_id=gens[0].id, judge_id=spec.id, label=1, score=1.5)
+
+
+def test_two_writers_upserting_the_same_rows_in_opposite_orders(store_url):
+    """Two workers re-running a stage over the same rows at once, one from the other end: both
+    land and nothing doubles. (PostgreSQL locks rows as it writes them: written in the order
+    given, the two would deadlock and one would fail; the store writes them in key order.)"""
+    import threading
+
+    store = Store.open(store_url)
+    items = [Prompt(benchmark="b", text=f"request {i}") for i in range(2000)]
+    errors: list[Exception] = []
+
+    def write(order: list[Prompt]) -> None:
+        try:
+            for _ in range(3):
+                store.upsert_prompts(order)
+        except Exception as err:  # noqa: BLE001 - collected and shown by the assert
+            errors.append(err)
+
+    threads = [threading.Thread(target=write, args=(order,)) for order in (items, items[::-1])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert store.counts()["prompts"] == 2000

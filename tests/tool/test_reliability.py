@@ -1,5 +1,6 @@
 """Reliability against the running app: 20 annotators at once through gradio_client, repeated
-submits, and a SIGKILL mid-session that must lose no acknowledged label."""
+submits, and a SIGKILL mid-session that must lose no acknowledged label; each on a SQLite store
+and on a real PostgreSQL server (`store_url`, tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,17 @@ from gradio_client import Client
 
 from annotations.records import Role
 from annotations.store import Store
-from conftest import PASSWORD, fill_store, free_port
+from conftest import PASSWORD, Filled, fill_store, free_port
 from tool.accounts import add_annotator
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN, STATUS = 6, 7  # positions in the annotate outputs: ..., note, token, status
+
+
+@pytest.fixture
+def filled(store_url: str) -> Filled:
+    """The app's filled store (tests/tool/conftest.py's `served` serves it), on each backend."""
+    return fill_store(Store.open(store_url))
 
 
 class Annotator:
@@ -43,15 +50,14 @@ class Annotator:
 
 
 @pytest.mark.slow
-def test_twenty_annotators_fifty_labels_each(tmp_path):
-    path = tmp_path / "many.db"
-    store = Store.open(path)
+def test_twenty_annotators_fifty_labels_each(store_url):
+    store = Store.open(store_url)
     filled = fill_store(store)  # 60 generations
     names = [f"person{i:02d}" for i in range(20)]
     for name in names:
         add_annotator(store, name, Role.ANNOTATOR, PASSWORD)
     port = free_port()
-    proc = start_app(path, port, "--k", "20", "--session-size", "25")
+    proc = start_app(store_url, port, "--k", "20", "--session-size", "25")
     try:
         def work(name: str) -> list[str]:
             person = Annotator(f"http://127.0.0.1:{port}/", name)
@@ -89,7 +95,7 @@ def test_repeated_and_concurrent_submits_store_one_label(served):
     assert len({r[TOKEN] for r in results} | {again[TOKEN]}) == 1  # one step forward, not three
 
 
-def start_app(store_path: Path, port: int, *options: str) -> subprocess.Popen:
+def start_app(store_path: Path | str, port: int, *options: str) -> subprocess.Popen:
     """The app in its own process (as `python -m tool.app`), once it answers on `port`."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tool.app", "--store", str(store_path), "--port", str(port),
@@ -108,11 +114,10 @@ def start_app(store_path: Path, port: int, *options: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_session_loses_no_acknowledged_label(tmp_path):
-    path = tmp_path / "killed.db"
-    fill_store(Store.open(path)).store.close()
+def test_sigkill_mid_session_loses_no_acknowledged_label(store_url):
+    fill_store(Store.open(store_url)).store.close()
     port = free_port()
-    proc = start_app(path, port)
+    proc = start_app(store_url, port)
     people: list[Annotator] = []
     try:
         url = f"http://127.0.0.1:{port}/"
@@ -137,8 +142,8 @@ def test_sigkill_mid_session_loses_no_acknowledged_label(tmp_path):
         for thread in threads:
             thread.join(timeout=30)
         acked = {t for p in people for t in p.acked}
-        proc = start_app(path, port)
-        stored = set(Store.open(path).labels_frame(current=False)["id"])
+        proc = start_app(store_url, port)
+        stored = set(Store.open(store_url).labels_frame(current=False)["id"])
         assert acked <= stored, f"{len(acked - stored)} acknowledged labels lost"
         again = Annotator(f"http://127.0.0.1:{port}/", "ana")  # the restarted app works on
         again.label()
