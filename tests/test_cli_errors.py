@@ -119,10 +119,10 @@ CASES = [
          "--columns: 'x' is not of the form NAME=VALUE", {"l.csv": LABELLED}),
     Case("prompts-unknown-shape", ("import", "prompts", "{dir}/p.jsonl", "--shape", "harmbnch"),
          "unknown benchmark shape 'harmbnch'", {"p.jsonl": '{"prompt": "Hi"}\n'}),
-    Case("store-postgres-without-driver",
+    # (a missing driver: tests/annotations/test_postgres.py, with psycopg blocked)
+    Case("store-postgres-no-server",
          ("--store", "postgresql://u@127.0.0.1:1/x", "status"),
-         "needs the driver 'psycopg', which is not installed: pip install "
-         "'safety-workbench[postgres]'"),
+         "cannot open the store postgresql+psycopg://u@127.0.0.1:1/x: connection failed"),
     Case("store-is-a-folder", ("status", "--store", "{dir}"), "is a folder; give a SQLite file"),
     Case("store-not-a-database", ("status", "--store", "{dir}/notes.txt"),
          "notes.txt: file is not a database", {"notes.txt": "my notes\n" * 200}),
