@@ -13,8 +13,10 @@ venv=.venv
 stamp="$venv/.setup-stamp"
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 
-# Debian's chromium for the browser tests (quick no-op when it is there or cannot be installed).
+# Debian's chromium for the browser tests and PostgreSQL's server binaries for the store tests
+# (each a quick no-op when it is there or cannot be installed).
 bash scripts/install_browser.sh
+bash scripts/install_postgres.sh
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
