@@ -44,6 +44,11 @@ def _seconds(state: str, started: datetime | None, finished: datetime | None) ->
     return round((finished - started).total_seconds(), 1)
 
 
+def _missing(value: object) -> bool:
+    """None, or a frame's NaN / NaT (a PostgreSQL frame gives NaN where SQLite gives None)."""
+    return value is None or (not isinstance(value, (list, tuple, dict)) and bool(pd.isna(value)))
+
+
 def jobs_table(store: Store, sweep: str | None = None) -> pd.DataFrame:
     """Every job of `sweep` (or of every sweep), what it waits for by name."""
     frame = store.jobs_frame(sweep)
@@ -51,11 +56,12 @@ def jobs_table(store: Store, sweep: str | None = None) -> pd.DataFrame:
     rows = []
     for r in frame.to_dict("records"):
         started, finished = _utc(r["started_at"]), _utc(r["finished_at"])
+        r = {k: (None if _missing(v) else v) for k, v in r.items()}  # NaN, NaT: not given
         rows.append({
             "sweep": r["sweep"], "job": r["name"], "kind": r["kind"], "state": r["state"],
             "attempts": int(r["attempts"] or 0),
             "waits for": ", ".join(names.get(n, n) for n in (r["needs"] or [])),
-            "worker": f"{r['host']} pid {int(r['pid'])}" if r["host"] else "",
+            "worker": f"{r['host']} pid {int(r['pid'])}" if r["host"] and r["pid"] else "",
             "started": _shown(started), "finished": _shown(finished),
             "seconds": _seconds(r["state"], started, finished), "error": r["error"] or ""})
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -390,6 +390,13 @@ def test_the_store_keeps_each_jobs_tries(store_url):
     assert (row["state"], row["attempts"], row["host"]) == ("waiting", 2, "node8")
     assert jobs_table(store, "s").loc[0, "waits for"] == "j0"  # not in the store: its id
     assert store.jobs_frame("other").empty
+    never = JobRecord(id="j2", sweep="s", kind=JobKind.EVALUATE, name="evaluate:m/d/seed1",
+                      position=3, needs=("j1",))
+    store.submit_jobs([never])  # beside a started one: no worker, no times (NaN in the frame)
+    shown = jobs_table(store, "s").set_index("job").loc["evaluate:m/d/seed1"]
+    assert (shown["state"], shown["attempts"], shown["worker"], shown["started"]) == (
+        "waiting", 0, "", "")
+    assert shown["waits for"] == "train:m/d/seed1"
 
 
 def test_a_version_5_store_gets_the_jobs_table(tmp_path):
