@@ -16,7 +16,9 @@ greedy answers; a call whose batch fills every LoRA slot with adapters gave wron
 the base-model requests beside them (fixed by `pipeline.vllm_plugin`; a call still holds at most
 `max_loras - 1` adapters, in case the plugin is off);
 the engine binds its threads to core 0 unless told otherwise, so it is told to use every core
-this process may use; `prompt_logprobs` crashes an engine with LoRA enabled (not used).
+this process may use; `prompt_logprobs` crashes an engine with LoRA enabled (not used). On CPU
+the engine runs in the calling process (`_in_process`): vLLM's own engine and worker processes
+cost 15 s of start-up here and gain nothing on 2 cores.
 """
 
 from __future__ import annotations
@@ -158,15 +160,16 @@ def _in_process() -> Iterator[None]:
     and a worker process, each importing torch and vLLM again (15 of the 18 s an engine took
     to start here), where on a GPU that overlap pays and on 2 cores it does not (the demo's
     generation stage: 4 s to start instead of 18, 35 s to generate instead of 32). vLLM then
-    seeds this process's random generators and sets its torch threads to 1: both are put
-    back. $VLLM_ENABLE_V1_MULTIPROCESSING=1 keeps vLLM's own processes."""
+    seeds this process's random generators, binds its threads and replaces
+    `torch.set_num_threads` with a no-op that warns: the generators' states, the function and
+    the thread count are put back. $VLLM_ENABLE_V1_MULTIPROCESSING=1 keeps vLLM's processes."""
     import random
 
     import numpy as np
     import torch
 
     states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
-    threads = torch.get_num_threads()
+    threads, set_threads = torch.get_num_threads(), torch.set_num_threads
     before = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     try:
@@ -179,6 +182,7 @@ def _in_process() -> Iterator[None]:
         random.setstate(states[0])
         np.random.set_state(states[1])
         torch.random.set_rng_state(states[2])
+        torch.set_num_threads = set_threads
         torch.set_num_threads(threads)
 
 

@@ -127,8 +127,8 @@ def test_engines_run_in_this_process_beside_each_other_and_leave_its_state(engin
     """On CPU an engine runs in the calling process: a second one starts beside the first in a
     process that has loaded llvmlite (vLLM's kernel scan reads every loaded module's objects;
     llvmlite's wrapper ended that scan with an AttributeError), puts the process's random
-    state and torch threads back as they were, answers as the first does, and closing it
-    leaves the first working."""
+    state, torch threads and `torch.set_num_threads` back as they were, answers as the first
+    does, and closing it leaves the first working."""
     import llvmlite.binding  # noqa: F401  (ppi-python's numba loads it in the sweep)
     import torch
 
@@ -145,6 +145,9 @@ def test_engines_run_in_this_process_beside_each_other_and_leave_its_state(engin
     try:
         assert torch.equal(torch.rand(3), expected)
         assert torch.get_num_threads() == threads
+        torch.set_num_threads(1)  # vLLM's worker made this a no-op; the engine put it back
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(threads)
         assert [(a.text, a.token_count) for call in other.generate(requests)
                 for a in call] == first
     finally:
