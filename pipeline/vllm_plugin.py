@@ -137,6 +137,8 @@ def register() -> None:
         setattr(lora_ops, name, fn)
         setattr(punica_cpu, name, fn)
     wrapper = punica_cpu.PunicaWrapperCPU
+    if wrapper.add_lora_linear is add_lora_linear:  # a second engine in this process
+        return
     update_metadata = wrapper.update_metadata
 
     def update_and_forget_masks(self, *args, **kwargs):
