@@ -259,7 +259,8 @@ class VLLMEngine:
                 enable_chunked_prefill=gpu, enable_prefix_caching=gpu,
                 # the sweep keeps its transformers model loaded beside the engine
                 **({"gpu_memory_utilization": gpu_memory_utilization} if gpu else
-                   {"distributed_executor_backend": "uni", **_cpu_cache(kv_cache_gib)}))
+                   {**_cpu_cache(kv_cache_gib),
+                    **({"distributed_executor_backend": "uni"} if self._in_process else {})}))
         self.tokenizer = self.llm.get_tokenizer()
         eos = self.tokenizer.eos_token_id
         self._eos = set(eos) if isinstance(eos, list) else {eos}

@@ -134,13 +134,13 @@ def test_engines_run_in_this_process_beside_each_other_and_leave_its_state(engin
 
     from pipeline.engine import VLLMEngine
 
+    requests = [Request(f"r{i}", chat_prompt(engine.tokenizer, p.text), adapter, 0.0, 8, 0)
+                for i, (p, adapter) in enumerate(zip(PROMPTS, [None, adapters[0]] * 3))]
+    first = [(a.text, a.token_count) for call in engine.generate(requests) for a in call]
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
     threads = torch.get_num_threads()
-    requests = [Request(f"r{i}", chat_prompt(engine.tokenizer, p.text), adapter, 0.0, 8, 0)
-                for i, (p, adapter) in enumerate(zip(PROMPTS, [None, adapters[0]] * 3))]
-    first = [(a.text, a.token_count) for call in engine.generate(requests) for a in call]
     other = VLLMEngine(str(model_dir), max_lora_rank=8, adapters_per_call=2, kv_cache_gib=0.25)
     try:
         assert torch.equal(torch.rand(3), expected)
