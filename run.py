@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {}
+AddCommand = Callable[[str, str], argparse.ArgumentParser]  # a command's name, help
 OWN_PACKAGES = {"annotations", "pipeline", "tool", "benchmarks"}
 EXTRAS = {"psycopg": "postgres",  # module: the extra that brings it (none brings psycopg2)
           "submitit": "slurm", "ray": "ray"}
@@ -480,6 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text, parents=[shared])
 
+    for commands in (run_commands, judge_commands, data_commands, statistics_commands):
+        commands(add)
+    return parser
+
+
+def run_commands(add: AddCommand) -> None:
+    """The commands that run the workbench: its pipeline, the demo, the app and its people."""
     add("status", "counts of everything in the store")
     p = add("sweep", "run a sweep config: fine-tune, generate, judge, measure (resumable); "
             "here, or as jobs on Slurm or Ray")
@@ -512,6 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["add", "list"])
     p.add_argument("name", nargs="?")
     p.add_argument("--role", default="annotator", choices=["annotator", "admin"])
+
+
+def judge_commands(add: AddCommand) -> None:
+    """The commands that judge or score stored answers, or train a judge on people's labels."""
     p = add("judge", "judge every stored generation this judge has not judged yet")
     p.add_argument("--judge", required=True, help="a registered judge: refusal, llm, http")
     p.add_argument("--arg", action="append", metavar="K=V", help="a judge argument (repeatable)")
@@ -533,6 +545,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arg", action="append", metavar="K=V", help="a scorer argument (repeatable)")
     p.add_argument("--kind", action="append", choices=["unsafe", "benign", "capability"],
                    help="only answers to prompts of this kind (repeatable; default: every kind)")
+
+
+def data_commands(add: AddCommand) -> None:
+    """The commands that bring data in and take tables out."""
     p = add("import", "import prompts, externally labelled responses, human labels, or a "
             "published set of human judgments")
     p.add_argument("what", choices=["prompts", "labelled", "labels", "published"],
@@ -558,6 +574,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "capability", "annotators"])
     p.add_argument("path")
     p.add_argument("--format", choices=["csv", "jsonl", "parquet", "hf"])
+
+
+def statistics_commands(add: AddCommand) -> None:
+    """The commands that show a statistic (each one function of annotations/)."""
     p = add("agreement", "Krippendorff's alpha of human labels (a long-form CSV, or the store) "
             "and, on the store, each judge against people")
     p.add_argument("--labels", help="CSV with columns unit, annotator, value")
@@ -608,7 +628,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="FILE", help="write the HTML report here")
     p.add_argument("--categories", help="a category subset to show beside all: ids, e.g. 1,2,3")
     p.add_argument("--n-boot", type=int, default=1000)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
