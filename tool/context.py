@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import atexit
 import random
+import shutil
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -94,7 +96,9 @@ def unchanged(*components: Any) -> dict:
 
 def make_context(store: Store, options: AppOptions | None = None) -> AppContext:
     options = options or AppOptions()
+    # Exported files are served from here while the app runs and are removed when it exits.
+    export_dir = Path(tempfile.mkdtemp(prefix="workbench-exports-"))
+    atexit.register(shutil.rmtree, export_dir, ignore_errors=True)
     return AppContext(store=store, options=options,
                       outstanding=Outstanding(ttl_s=options.assignment_ttl_s),
-                      rng=random.Random(options.seed),
-                      export_dir=Path(tempfile.mkdtemp(prefix="workbench-exports-")))
+                      rng=random.Random(options.seed), export_dir=export_dir)

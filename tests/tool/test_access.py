@@ -94,3 +94,21 @@ def test_admin_exports(served, tmp_path):
     made = next(served.blocks.workbench.export_dir.rglob("*.csv"))
     direct = httpx.get(f"{served.url}gradio_api/file={made}", cookies=ana.cookies)
     assert direct.status_code in (403, 404)
+
+
+def test_the_export_folder_goes_when_the_app_exits(tmp_path):
+    """Exported files live in a folder of the app's own, removed when its process exits."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\nfrom annotations.store import Store\nfrom tool.context import make_context\n"
+            "from tool.exports import export\n"
+            "ctx = make_context(Store.open(sys.argv[1]))\n"
+            "print(export(ctx, 'prompts', 'CSV'))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.db")], text=True,
+                          capture_output=True, timeout=120, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr
+    made = Path(done.stdout.strip().splitlines()[-1])
+    assert made.name.startswith("workbench-prompts-") and made.suffix == ".csv"
+    assert not made.exists() and not made.parent.parent.exists()
