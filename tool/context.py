@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import random
 import shutil
 import tempfile
@@ -56,10 +57,17 @@ class AppContext:
     options: AppOptions
     outstanding: Outstanding
     rng: random.Random
-    export_dir: Path
     session_lock: threading.RLock = field(default_factory=threading.RLock)
     sessions: dict[str, Any] = field(default_factory=dict)  # annotator -> open labelling session
     extras: dict[str, Any] = field(default_factory=dict)  # per-tab holders (e.g. loaded models)
+
+    @functools.cached_property
+    def export_dir(self) -> Path:
+        """Where exported files are written and served from: made at the first export (an app
+        that exports nothing leaves no folder, even when killed), removed when the app exits."""
+        folder = Path(tempfile.mkdtemp(prefix="workbench-exports-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        return folder
 
     def user(self, request: gr.Request | None) -> tuple[str, Role]:
         """(name, role) of the request's logged-in user; a gr.Error for anyone else."""
@@ -96,9 +104,6 @@ def unchanged(*components: Any) -> dict:
 
 def make_context(store: Store, options: AppOptions | None = None) -> AppContext:
     options = options or AppOptions()
-    # Exported files are served from here while the app runs and are removed when it exits.
-    export_dir = Path(tempfile.mkdtemp(prefix="workbench-exports-"))
-    atexit.register(shutil.rmtree, export_dir, ignore_errors=True)
     return AppContext(store=store, options=options,
                       outstanding=Outstanding(ttl_s=options.assignment_ttl_s),
-                      rng=random.Random(options.seed), export_dir=export_dir)
+                      rng=random.Random(options.seed))

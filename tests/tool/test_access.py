@@ -97,18 +97,26 @@ def test_admin_exports(served, tmp_path):
 
 
 def test_the_export_folder_goes_when_the_app_exits(tmp_path):
-    """Exported files live in a folder of the app's own, removed when its process exits."""
+    """Exported files live in a folder of the app's own, made at the first export (none before:
+    an app killed before it exported leaves nothing) and removed when the app's process exits."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
 
-    code = ("import sys\nfrom annotations.store import Store\nfrom tool.context import make_context\n"
-            "from tool.exports import export\n"
+    temp = tmp_path / "temp"  # the app's temp folder, so only its own folders are in it
+    temp.mkdir()
+    code = ("import os, sys\nfrom annotations.store import Store\n"
+            "from tool.context import make_context\nfrom tool.exports import export\n"
             "ctx = make_context(Store.open(sys.argv[1]))\n"
+            "print(len(os.listdir(sys.argv[2])))\n"
             "print(export(ctx, 'prompts', 'CSV'))\n")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.db")], text=True,
-                          capture_output=True, timeout=120, cwd=Path(__file__).parents[2])
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.db"), str(temp)],
+                          text=True, capture_output=True, timeout=120,
+                          cwd=Path(__file__).parents[2], env={**os.environ, "TMPDIR": str(temp)})
     assert done.returncode == 0, done.stderr
-    made = Path(done.stdout.strip().splitlines()[-1])
-    assert made.name.startswith("workbench-prompts-") and made.suffix == ".csv"
-    assert not made.exists() and not made.parent.parent.exists()
+    before, made = done.stdout.strip().splitlines()[-2:]
+    assert before == "0"  # nothing made before the first export
+    made = Path(made)
+    assert made.name.startswith("workbench-prompts-") and made.parent.parent.parent == temp
+    assert list(temp.iterdir()) == []  # gone with the process
